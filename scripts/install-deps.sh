@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what icetray needs on a Debian machine; does nothing for what is already there.
+#
+#   scripts/install-deps.sh run    Debian packages icetray uses at run time, node_modules
+#   scripts/install-deps.sh test   the same, plus what the tests use and crictl/critest (built with Go)
+#
+# `npm start` and `npm test` call it first, so a fresh clone needs no other step.
+set -euo pipefail
+
+mode="${1:-run}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# command-or-file the package provides → Debian package
+run_packages=(
+  "cc:gcc"                                   # builds native/pause.c
+  "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev" # a static pause needs the static libc
+  "/usr/lib/cni/bridge:containernetworking-plugins" # bridge, host-local, portmap, loopback
+  "iptables:iptables"                        # the bridge (ipMasq) and portmap plugins call it
+  "ip:iproute2"
+  "nsenter:util-linux"
+)
+test_packages=()
+
+wanted=("${run_packages[@]}")
+[[ "$mode" == "test" ]] && wanted+=("${test_packages[@]}")
+
+missing=()
+for entry in "${wanted[@]}"; do
+  probe="${entry%%:*}" package="${entry##*:}"
+  if [[ "$probe" == /* ]]; then [[ -e "$probe" ]] && continue; else command -v "$probe" >/dev/null 2>&1 && continue; fi
+  missing+=("$package")
+done
+
+if ((${#missing[@]} > 0)); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "error: icetray needs these Debian packages: ${missing[*]} — run this as root, or: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# node_modules, when missing or older than the lock file.
+if [[ ! -f "$repo/node_modules/.package-lock.json" || "$repo/package-lock.json" -nt "$repo/node_modules/.package-lock.json" ]]; then
+  echo "installing npm packages (npm ci)"
+  (cd "$repo" && npm ci --no-audit --no-fund)
+fi
+
+if [[ "$mode" == "test" ]]; then
+  "$repo/conformance/install-cri-tools.sh"
+fi

@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { IcetrayError, messageOf } from '../errors.js';
+import { serve, SERVE_HELP, SERVE_OPTIONS } from './serve.js';
+
+/** Exit codes scripts can rely on. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+const MAIN_HELP = `icetray — a small, real Kubernetes container runtime (CRI v1)
+
+Usage: icetray <command> [options]
+
+Commands:
+  serve     serve the CRI runtime and image services on a Unix socket
+
+Run "icetray <command> --help" for a command's options.
+`;
+
+interface Command {
+  help: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: { help: SERVE_HELP, options: SERVE_OPTIONS, run: serve },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(MAIN_HELP);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`icetray: unknown command "${name}"\n\n${MAIN_HELP}`);
+    return EXIT.usage;
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: rest,
+      options: { ...command.options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`icetray ${name}: ${messageOf(err)}\n\n${command.help}`);
+    return EXIT.usage;
+  }
+  if (values['help'] === true) {
+    process.stdout.write(command.help);
+    return EXIT.ok;
+  }
+  return command.run(values);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Expected failures (bad config, socket taken) get one clear line; anything else its stack.
+    process.stderr.write(`icetray: ${err instanceof IcetrayError ? err.message : String((err as Error).stack ?? err)}\n`);
+    process.exitCode = EXIT.failed;
+  },
+);

@@ -1,0 +1,194 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { InvalidArgumentError, messageOf } from '../errors.js';
+import { LOG_LEVELS, type LogLevel } from '../log.js';
+
+/** The cgroup drivers icetray implements (the kubelet's `cgroupDriver` values). */
+export const CGROUP_DRIVERS = ['cgroupfs', 'systemd'] as const;
+export type CgroupDriverName = (typeof CGROUP_DRIVERS)[number];
+
+/** Everything icetray reads from its config file, after defaults and flags are applied. */
+export interface Config {
+  /** The CRI Unix socket (`runtime-endpoint: unix://<socket>` in crictl.yaml). */
+  socket: string;
+  /** Persistent state: pods, containers, images (containerd's `root`). */
+  rootDir: string;
+  /** Volatile state that a reboot may lose: pinned namespaces, the socket's folder (containerd's `state`). */
+  stateDir: string;
+  /** The image that names the pause container (the "sandbox image"). */
+  pauseImage: string;
+  cgroupDriver: CgroupDriverName;
+  /** The pod address range of the default CNI network. */
+  podCidr: string;
+  /** Where CNI network configs are read from; icetray writes its default conflist here when it is empty. */
+  cniConfDir: string;
+  /** Where CNI plugin binaries are looked for, in order. */
+  cniBinDirs: string[];
+  /** Turn `net.ipv4.ip_forward` on at start when it is off, instead of only reporting it. */
+  enableIpForward: boolean;
+  logLevel: LogLevel;
+}
+
+/** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
+export type Source = 'default' | 'file' | 'flag';
+
+export interface LoadedConfig {
+  config: Config;
+  /** The config file read, or undefined when none was found at the default path. */
+  file: string | undefined;
+  sources: Record<keyof Config, Source>;
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/icetray/config.toml';
+
+export const DEFAULTS: Config = {
+  socket: '/run/icetray/icetray.sock',
+  rootDir: '/var/lib/icetray',
+  stateDir: '/run/icetray',
+  // The pause image of Kubernetes 1.31+, as kubeadm configures it.
+  pauseImage: 'registry.k8s.io/pause:3.10',
+  // containerd's default (SystemdCgroup = false); systemd needs systemd as PID 1.
+  cgroupDriver: 'cgroupfs',
+  // The range containerd's and CRI-O's example bridge configs use.
+  podCidr: '10.88.0.0/16',
+  cniConfDir: '/etc/icetray/cni/net.d',
+  // Debian's containernetworking-plugins, then the upstream tarball's usual place.
+  cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
+  enableIpForward: true,
+  logLevel: 'info',
+};
+
+/** The TOML key of each setting: snake_case, as containerd and CRI-O spell theirs. */
+const KEYS: Record<keyof Config, string> = {
+  socket: 'socket',
+  rootDir: 'root_dir',
+  stateDir: 'state_dir',
+  pauseImage: 'pause_image',
+  cgroupDriver: 'cgroup_driver',
+  podCidr: 'pod_cidr',
+  cniConfDir: 'cni_conf_dir',
+  cniBinDirs: 'cni_bin_dirs',
+  enableIpForward: 'enable_ip_forward',
+  logLevel: 'log_level',
+};
+
+export function tomlKey(field: keyof Config): string {
+  return KEYS[field];
+}
+
+type Check = (key: string, value: unknown) => unknown;
+
+function invalid(key: string, expected: string, value: unknown): InvalidArgumentError {
+  return new InvalidArgumentError(`config key "${key}": expected ${expected}, got ${JSON.stringify(value)}`);
+}
+
+const absolutePath: Check = (key, value) => {
+  if (typeof value !== 'string' || !isAbsolute(value)) throw invalid(key, 'an absolute path', value);
+  return value;
+};
+
+const nonEmptyString: Check = (key, value) => {
+  if (typeof value !== 'string' || value.trim() === '') throw invalid(key, 'a non-empty string', value);
+  return value;
+};
+
+const oneOf =
+  (choices: readonly string[]): Check =>
+  (key, value) => {
+    if (typeof value !== 'string' || !choices.includes(value)) throw invalid(key, `one of ${choices.join(', ')}`, value);
+    return value;
+  };
+
+const boolean: Check = (key, value) => {
+  if (typeof value !== 'boolean') throw invalid(key, 'true or false', value);
+  return value;
+};
+
+const ipv4Cidr: Check = (key, value) => {
+  const match = typeof value === 'string' ? /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(value) : null;
+  const octetsOk = match?.slice(1, 5).every((octet) => Number(octet) <= 255) ?? false;
+  const prefix = Number(match?.[5]);
+  // host-local needs room for a gateway and at least a few pods.
+  if (!match || !octetsOk || prefix < 8 || prefix > 28)
+    throw invalid(key, 'an IPv4 CIDR from /8 to /28, like "10.88.0.0/16"', value);
+  return value;
+};
+
+const absolutePaths: Check = (key, value) => {
+  if (!Array.isArray(value) || value.length === 0) throw invalid(key, 'a non-empty list of absolute paths', value);
+  return value.map((item) => absolutePath(key, item));
+};
+
+const CHECKS: Record<keyof Config, Check> = {
+  socket: absolutePath,
+  rootDir: absolutePath,
+  stateDir: absolutePath,
+  pauseImage: nonEmptyString,
+  cgroupDriver: oneOf(CGROUP_DRIVERS),
+  podCidr: ipv4Cidr,
+  cniConfDir: absolutePath,
+  cniBinDirs: absolutePaths,
+  enableIpForward: boolean,
+  logLevel: oneOf(LOG_LEVELS),
+};
+
+const FIELDS = Object.keys(KEYS) as (keyof Config)[];
+
+/** Reads a TOML config file into settings, rejecting unknown keys and wrong types by key name. */
+export function parseConfigText(text: string, file: string): Partial<Config> {
+  let table: Record<string, unknown>;
+  try {
+    table = parseToml(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`config file ${file}: ${messageOf(err)}`, { cause: err });
+  }
+  const known = new Map(FIELDS.map((field) => [KEYS[field], field]));
+  const settings: Partial<Record<keyof Config, unknown>> = {};
+  for (const [key, value] of Object.entries(table)) {
+    const field = known.get(key);
+    if (field === undefined) {
+      throw new InvalidArgumentError(`config file ${file}: unknown key "${key}" (known keys: ${[...known.keys()].join(', ')})`);
+    }
+    settings[field] = CHECKS[field](key, value);
+  }
+  return settings as Partial<Config>;
+}
+
+export interface LoadOptions {
+  /** `--config`: a file that must exist. Without it the default path is read if present. */
+  file?: string | undefined;
+  /** Command-line flags, which win over the file. */
+  flags?: Partial<Config>;
+}
+
+/** Defaults, then the config file, then flags: the config in force and where each value came from. */
+export function loadConfig(options: LoadOptions = {}): LoadedConfig {
+  const path = options.file ?? DEFAULT_CONFIG_FILE;
+  let fromFile: Partial<Config> = {};
+  let file: string | undefined;
+  try {
+    fromFile = parseConfigText(readFileSync(path, 'utf8'), path);
+    file = path;
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    // No file at the default path is fine: the defaults work on a fresh machine.
+    if (!missing || options.file !== undefined) {
+      throw missing ? new InvalidArgumentError(`config file ${path} does not exist`) : err;
+    }
+  }
+  const config = { ...DEFAULTS };
+  const sources = Object.fromEntries(FIELDS.map((field) => [field, 'default'])) as Record<keyof Config, Source>;
+  for (const [layer, source] of [
+    [fromFile, 'file'],
+    [options.flags ?? {}, 'flag'],
+  ] as const) {
+    for (const field of FIELDS) {
+      const value = layer[field];
+      if (value === undefined) continue;
+      (config as Record<keyof Config, unknown>)[field] = CHECKS[field](KEYS[field], value);
+      sources[field] = source;
+    }
+  }
+  return { config, file, sources };
+}

@@ -1,0 +1,93 @@
+import {
+  Metadata,
+  status,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerErrorResponse,
+  type ServerUnaryCall,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import {
+  AlreadyExistsError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+  UnimplementedError,
+  messageOf,
+} from '../errors.js';
+import { log } from '../log.js';
+
+/** An RPC implementation: the request in, the response out; errors are thrown. */
+export type Handler<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
+
+/** The one switch from icetray's error vocabulary to a gRPC status code. */
+export function toStatus(err: unknown): status {
+  if (err instanceof InvalidArgumentError) return status.INVALID_ARGUMENT;
+  if (err instanceof NotFoundError) return status.NOT_FOUND;
+  if (err instanceof AlreadyExistsError) return status.ALREADY_EXISTS;
+  if (err instanceof FailedPreconditionError) return status.FAILED_PRECONDITION;
+  if (err instanceof UnavailableError) return status.UNAVAILABLE;
+  if (err instanceof ResourceExhaustedError) return status.RESOURCE_EXHAUSTED;
+  if (err instanceof DeadlineExceededError) return status.DEADLINE_EXCEEDED;
+  if (err instanceof UnimplementedError) return status.UNIMPLEMENTED;
+  return status.INTERNAL;
+}
+
+function errorResponse(code: status, message: string): ServerErrorResponse {
+  return Object.assign(new Error(message), { code, details: message, metadata: new Metadata() });
+}
+
+/** The ids a request names, for the log line: never the whole request (it may hold secrets). */
+function idsOf(request: unknown): Record<string, string> {
+  const ids: Record<string, string> = {};
+  if (typeof request !== 'object' || request === null) return ids;
+  for (const key of ['podSandboxId', 'containerId'] as const) {
+    const value: unknown = (request as Record<string, unknown>)[key];
+    if (typeof value === 'string' && value !== '') ids[key] = value;
+  }
+  return ids;
+}
+
+/**
+ * Turns an async handler into grpc-js's callback shape, and writes exactly one log line per
+ * call: method, the ids involved, the gRPC code and the duration (containerd's `instrument`).
+ */
+export function unary<Req, Res>(method: string, handler: Handler<Req, Res>): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const started = performance.now();
+    const done = (code: status, err?: unknown): void => {
+      const line = { method, ...idsOf(call.request), code: status[code], ms: Math.round(performance.now() - started) };
+      if (code === status.OK) log.debug(line, 'rpc');
+      else if (code === status.INTERNAL) log.error({ ...line, err }, 'rpc failed');
+      else log.info({ ...line, error: messageOf(err) }, 'rpc');
+    };
+    handler(call.request, call).then(
+      (response) => {
+        done(status.OK);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        const code = toStatus(err);
+        done(code, err);
+        callback(errorResponse(code, messageOf(err)));
+      },
+    );
+  };
+}
+
+/** An RPC not built yet: UNIMPLEMENTED, naming the RPC — never a stub success. */
+export function unimplemented<Req, Res>(method: string): handleUnaryCall<Req, Res> {
+  return unary(method, () => Promise.reject(new UnimplementedError(`${method} is not implemented by icetray yet`)));
+}
+
+/** The server-streaming form of `unimplemented`. */
+export function unimplementedStream<Req, Res>(method: string): handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    const message = `${method} is not implemented by icetray yet`;
+    log.info({ method, code: 'UNIMPLEMENTED' }, 'rpc');
+    call.emit('error', errorResponse(status.UNIMPLEMENTED, message));
+  };
+}

@@ -1,0 +1,48 @@
+import { access } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import type { LoadedConfig } from '../config/config.js';
+import { PAUSE_BINARY } from '../paths.js';
+import { networkReadiness, type Readiness } from '../sandbox/network.js';
+
+/**
+ * What every RPC handler is handed: the config in force and the node-level services built
+ * from it. Later pieces (stores, cgroup driver, launcher) hang off this one object.
+ */
+export interface Runtime {
+  readonly loaded: LoadedConfig;
+  readonly pauseBinary: string;
+  /** Where `/proc/sys` is (tests point it at a folder of their own). */
+  readonly procSys: string;
+}
+
+export function createRuntime(loaded: LoadedConfig, overrides: Partial<Pick<Runtime, 'pauseBinary' | 'procSys'>> = {}): Runtime {
+  return { loaded, pauseBinary: overrides.pauseBinary ?? PAUSE_BINARY, procSys: overrides.procSys ?? '/proc/sys' };
+}
+
+/**
+ * RuntimeReady: icetray can start pods. That takes root (namespaces, mounts, cgroups) and
+ * the pause binary that holds a pod's namespaces.
+ */
+export async function runtimeReadiness(runtime: Runtime): Promise<Readiness> {
+  if (process.getuid?.() !== 0) {
+    return {
+      ready: false,
+      reason: 'NotRunningAsRoot',
+      message: 'icetray must run as root to create namespaces, mounts and cgroups',
+    };
+  }
+  try {
+    await access(runtime.pauseBinary, constants.X_OK);
+  } catch {
+    return {
+      ready: false,
+      reason: 'PauseBinaryMissing',
+      message: `the pause binary ${runtime.pauseBinary} is missing: build it with "npm run build:native" (needs a C compiler)`,
+    };
+  }
+  return { ready: true, reason: '', message: '' };
+}
+
+export function networkReady(runtime: Runtime): Promise<Readiness> {
+  return networkReadiness(runtime.loaded.config, runtime.procSys);
+}

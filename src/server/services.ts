@@ -1,0 +1,71 @@
+import type { ImageServiceServer, RuntimeServiceServer } from '../generated/api.js';
+import { imageFsInfo } from './imagefs-info.js';
+import { unary, unimplemented, unimplementedStream } from './rpc.js';
+import { runtimeConfig } from './runtime-config.js';
+import type { Runtime } from './runtime.js';
+import { status } from './status.js';
+import { version } from './version.js';
+
+/**
+ * The two CRI services. Each map is typed as the generated interface, so an RPC added to
+ * api.proto breaks the build until someone decides what it does; RPCs not built yet answer
+ * UNIMPLEMENTED with their name, never a stub success.
+ */
+export function runtimeService(runtime: Runtime): RuntimeServiceServer {
+  return {
+    version: unary('Version', version),
+    status: unary('Status', (request) => status(runtime, request)),
+    runtimeConfig: unary('RuntimeConfig', (request) => runtimeConfig(runtime, request)),
+    updateRuntimeConfig: unimplemented('UpdateRuntimeConfig'),
+
+    runPodSandbox: unimplemented('RunPodSandbox'),
+    stopPodSandbox: unimplemented('StopPodSandbox'),
+    removePodSandbox: unimplemented('RemovePodSandbox'),
+    podSandboxStatus: unimplemented('PodSandboxStatus'),
+    listPodSandbox: unimplemented('ListPodSandbox'),
+    streamPodSandboxes: unimplementedStream('StreamPodSandboxes'),
+    updatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
+
+    createContainer: unimplemented('CreateContainer'),
+    startContainer: unimplemented('StartContainer'),
+    stopContainer: unimplemented('StopContainer'),
+    removeContainer: unimplemented('RemoveContainer'),
+    listContainers: unimplemented('ListContainers'),
+    streamContainers: unimplementedStream('StreamContainers'),
+    containerStatus: unimplemented('ContainerStatus'),
+    updateContainerResources: unimplemented('UpdateContainerResources'),
+    reopenContainerLog: unimplemented('ReopenContainerLog'),
+    execSync: unimplemented('ExecSync'),
+    exec: unimplemented('Exec'),
+    attach: unimplemented('Attach'),
+    portForward: unimplemented('PortForward'),
+
+    containerStats: unimplemented('ContainerStats'),
+    listContainerStats: unimplemented('ListContainerStats'),
+    streamContainerStats: unimplementedStream('StreamContainerStats'),
+    podSandboxStats: unimplemented('PodSandboxStats'),
+    listPodSandboxStats: unimplemented('ListPodSandboxStats'),
+    streamPodSandboxStats: unimplementedStream('StreamPodSandboxStats'),
+    // Declined on purpose: UNIMPLEMENTED is how a runtime says it serves no cAdvisor-style
+    // metrics, and clients (critest, the kubelet) then skip them.
+    listMetricDescriptors: unimplemented('ListMetricDescriptors'),
+    listPodSandboxMetrics: unimplemented('ListPodSandboxMetrics'),
+    streamPodSandboxMetrics: unimplementedStream('StreamPodSandboxMetrics'),
+
+    checkpointContainer: unimplemented('CheckpointContainer'),
+    checkpointPod: unimplemented('CheckpointPod'),
+    restorePod: unimplemented('RestorePod'),
+    getContainerEvents: unimplementedStream('GetContainerEvents'),
+  };
+}
+
+export function imageService(runtime: Runtime): ImageServiceServer {
+  return {
+    listImages: unimplemented('ListImages'),
+    streamImages: unimplementedStream('StreamImages'),
+    imageStatus: unimplemented('ImageStatus'),
+    pullImage: unimplemented('PullImage'),
+    removeImage: unimplemented('RemoveImage'),
+    imageFsInfo: unary('ImageFsInfo', (request) => imageFsInfo(runtime, request)),
+  };
+}
