@@ -39,9 +39,18 @@ ip_forward_before="$(cat /proc/sys/net/ipv4/ip_forward)"
 server_pid=""
 cleanup() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    # critest leaves the pods of specs that failed half-way: remove them through the CRI,
+    # as a kubelet would, so no pause, netns or IP outlives the run.
+    "$tools/crictl" --runtime-endpoint "unix://$socket" rmp --all --force >/dev/null 2>&1 || true
     kill -TERM "$server_pid" && wait "$server_pid" || true
   fi
   echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
+  local leftover
+  leftover="$(grep -o " $work/[^ ]*" /proc/self/mountinfo || true)"
+  if [[ -n "$leftover" ]]; then
+    echo "warning: icetray left mounts behind (a bug):$leftover" >&2
+    echo "$leftover" | xargs -r umount
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

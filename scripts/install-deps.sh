@@ -19,7 +19,9 @@ run_packages=(
   "ip:iproute2"
   "nsenter:util-linux"
 )
-test_packages=()
+test_packages=(
+  "ping:iputils-ping"                        # pods ping each other in the sandbox tests
+)
 
 wanted=("${run_packages[@]}")
 [[ "$mode" == "test" ]] && wanted+=("${test_packages[@]}")

@@ -80,7 +80,7 @@ describe('the CRI server on a Unix socket', () => {
   });
 
   it('refuses to start a second server on a live socket, and the first keeps serving', async () => {
-    const second = createRuntime(loadConfig({ file: `${t.dir}/config.toml`, flags: testConfig(t.dir) }));
+    const second = await createRuntime(loadConfig({ file: `${t.dir}/config.toml`, flags: testConfig(t.dir) }));
     await expect(startServer(second)).rejects.toThrow(/another server is already listening on/);
     const response = await t.cri.runtime.version({ version: '' });
     expect(response.runtimeName).toBe('icetray');
@@ -100,7 +100,7 @@ describe('the socket lifecycle', () => {
     await makeStaleSocket(socket);
     expect((await stat(socket)).isSocket()).toBe(true);
 
-    const runtime = createRuntime(loadConfig({ file: undefined, flags: testConfig(dir) }), {
+    const runtime = await createRuntime(loadConfig({ file: undefined, flags: testConfig(dir) }), {
       procSys: await fakeProcSys(dir, true),
     });
     const server = await startServer(runtime);
@@ -116,7 +116,7 @@ describe('the socket lifecycle', () => {
   it('refuses a socket path that is a regular file, and leaves the file alone', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'icetray-test-'));
     await writeFile(join(dir, 'icetray.sock'), 'not a socket');
-    const runtime = createRuntime(loadConfig({ file: undefined, flags: testConfig(dir) }));
+    const runtime = await createRuntime(loadConfig({ file: undefined, flags: testConfig(dir) }));
     await expect(startServer(runtime)).rejects.toThrow(/is not a socket/);
     await expect(readFile(join(dir, 'icetray.sock'), 'utf8')).resolves.toBe('not a socket');
     await rm(dir, { recursive: true, force: true });

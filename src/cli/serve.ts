@@ -30,7 +30,7 @@ export async function serve(values: Record<string, string | boolean | undefined>
   setLogLevel(config.logLevel);
 
   await ensureIpForward(config.enableIpForward);
-  const runtime = createRuntime(loaded);
+  const runtime = await createRuntime(loaded);
   const server = await startServer(runtime);
 
   const endpoint = `unix://${server.socket}`;

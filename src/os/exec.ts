@@ -7,6 +7,8 @@ export class CommandError extends Error {
     readonly exitCode: number | null,
     readonly stderr: string,
     options?: ErrorOptions,
+    /** What it printed before failing (CNI plugins report their errors on stdout). */
+    readonly stdout = '',
   ) {
     const detail = stderr.trim() === '' ? '' : `: ${stderr.trim()}`;
     super(`${command} failed${exitCode === null ? '' : ` with exit code ${exitCode}`}${detail}`, options);
@@ -40,7 +42,7 @@ export function run(file: string, args: readonly string[], options: RunOptions =
         }
         const code = typeof err.code === 'number' ? err.code : null;
         const why = code === null && typeof err.code === 'string' ? `${err.code} ${stderr}` : stderr;
-        reject(new CommandError([file, ...args].join(' '), code, why, { cause: err }));
+        reject(new CommandError([file, ...args].join(' '), code, why, { cause: err }, stdout));
       },
     );
     if (options.input !== undefined) child.stdin?.end(options.input);

@@ -2,7 +2,10 @@ import { access, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/config.js';
+import { UnavailableError } from '../errors.js';
 import { log } from '../log.js';
+import { CommandError, run } from '../os/exec.js';
+import type { PodNetwork } from './sandbox.js';
 
 /**
  * The pod network, as containerd and CRI-O do it: icetray does not make interfaces itself, it
@@ -154,4 +157,157 @@ export async function networkReadiness(
     };
   }
   return { ready: true, reason: '', message: '' };
+}
+
+/** What a CNI call needs to know about the pod (CNI spec: environment and CNI_ARGS). */
+export interface PodAttachment {
+  sandboxId: string;
+  netns: string;
+  podName: string;
+  podNamespace: string;
+  podUid: string;
+  /** CNI `portMappings` capability (hostPort → containerPort), from PodSandboxConfig.port_mappings. */
+  portMappings: { hostPort: number; containerPort: number; protocol: string; hostIP: string }[];
+}
+
+/** Sets a pod's network up and down through CNI ADD/CHECK/DEL. */
+export interface PodNetworkManager {
+  setUp(pod: PodAttachment): Promise<PodNetwork>;
+  check(pod: PodAttachment, network: PodNetwork): Promise<void>;
+  tearDown(pod: PodAttachment, network: PodNetwork | undefined): Promise<void>;
+}
+
+const POD_IFNAME = 'eth0';
+
+interface CniError {
+  code?: number;
+  msg?: string;
+  details?: string;
+}
+
+interface CniResult {
+  ips?: { address: string }[];
+}
+
+type CniCommand = 'ADD' | 'CHECK' | 'DEL';
+
+/**
+ * Runs one plugin as the CNI spec says: the command and pod in the environment, the network
+ * config (with the previous plugin's result) on stdin, the result or an error as JSON on stdout.
+ */
+async function execPlugin(
+  config: Pick<Config, 'cniBinDirs'>,
+  command: CniCommand,
+  pod: PodAttachment,
+  ifname: string,
+  netconf: Record<string, unknown>,
+): Promise<unknown> {
+  const type = String(netconf['type']);
+  const binary = await findPlugin(config.cniBinDirs, type);
+  if (binary === undefined) throw new UnavailableError(`CNI plugin "${type}" not found in ${config.cniBinDirs.join(', ')}`);
+  const env = {
+    PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: pod.sandboxId,
+    CNI_NETNS: pod.netns,
+    CNI_IFNAME: ifname,
+    CNI_PATH: config.cniBinDirs.join(':'),
+    // The kubelet's CNI_ARGS, which plugins such as portmap and IPAMs may read.
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.podNamespace};K8S_POD_NAME=${pod.podName};K8S_POD_INFRA_CONTAINER_ID=${pod.sandboxId};K8S_POD_UID=${pod.podUid}`,
+  };
+  try {
+    const { stdout } = await run(binary, [], { input: JSON.stringify(netconf), env, timeoutMs: 60_000 });
+    return stdout.trim() === '' ? undefined : (JSON.parse(stdout) as unknown);
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    let detail = err.stderr.trim();
+    try {
+      const parsed = JSON.parse(err.stdout) as CniError;
+      detail = [parsed.msg, parsed.details].filter(Boolean).join(': ') || detail;
+    } catch {
+      // not a CNI error object: keep stderr
+    }
+    throw new UnavailableError(`CNI ${command} of plugin "${type}" failed for sandbox "${pod.sandboxId}": ${detail}`, {
+      cause: err,
+    });
+  }
+}
+
+/** The config one plugin of a list gets: the list's name and version, prevResult, runtimeConfig. */
+function pluginConf(
+  list: Conflist,
+  plugin: Conflist['plugins'][number],
+  pod: PodAttachment,
+  prevResult: unknown,
+): Record<string, unknown> {
+  const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
+  if (prevResult !== undefined) conf['prevResult'] = prevResult;
+  const capabilities = (plugin['capabilities'] ?? {}) as Record<string, boolean>;
+  if (capabilities['portMappings'] === true && pod.portMappings.length > 0) {
+    conf['runtimeConfig'] = { portMappings: pod.portMappings };
+  }
+  return conf;
+}
+
+const LOOPBACK: Conflist = { cniVersion: '1.0.0', name: 'cni-loopback', plugins: [{ type: 'loopback' }] };
+
+/** Brings `lo` up in the pod's netns: with the loopback plugin, or `ip` when it is missing. */
+async function loopbackUp(config: Pick<Config, 'cniBinDirs'>, pod: PodAttachment): Promise<void> {
+  const [plugin] = LOOPBACK.plugins;
+  if (plugin !== undefined && (await findPlugin(config.cniBinDirs, 'loopback')) !== undefined) {
+    await execPlugin(config, 'ADD', pod, 'lo', pluginConf(LOOPBACK, plugin, pod, undefined));
+    return;
+  }
+  await run('nsenter', [`--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
+}
+
+function podIps(result: unknown): { ip: string; additionalIps: string[] } {
+  const addresses = ((result as CniResult | undefined)?.ips ?? []).map((entry) => entry.address.split('/')[0] ?? '');
+  // The kubelet takes `ip` as the primary address: IPv4 first, as dual-stack clusters expect.
+  const sorted = [...addresses.filter((a) => !a.includes(':')), ...addresses.filter((a) => a.includes(':'))];
+  return { ip: sorted[0] ?? '', additionalIps: sorted.slice(1) };
+}
+
+export function cniNetworkManager(config: Pick<Config, 'cniConfDir' | 'cniBinDirs' | 'podCidr' | 'rootDir'>): PodNetworkManager {
+  return {
+    async setUp(pod) {
+      await loopbackUp(config, pod);
+      const { conflist } = await loadNetwork(config);
+      if ((await missingPlugins(config.cniBinDirs, conflist)).length > 0) {
+        // The degraded mode the Status condition explains: a private netns with loopback only.
+        log.warn({ podSandboxId: pod.sandboxId }, 'CNI plugins missing: the pod gets loopback only');
+        return { name: '', ip: '', additionalIps: [], result: undefined };
+      }
+      let result: unknown;
+      try {
+        for (const plugin of conflist.plugins) {
+          result = await execPlugin(config, 'ADD', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, result));
+        }
+      } catch (err) {
+        // CNI spec: after a failed ADD the runtime calls DEL, so plugins release what they took.
+        await this.tearDown(pod, { name: conflist.name, ip: '', additionalIps: [], result }).catch((delErr: unknown) => {
+          log.error({ err: delErr, podSandboxId: pod.sandboxId }, 'CNI DEL after a failed ADD failed');
+        });
+        throw err;
+      }
+      return { name: conflist.name, ...podIps(result), result };
+    },
+
+    async check(pod, network) {
+      if (network.name === '') return;
+      const { conflist } = await loadNetwork(config);
+      for (const plugin of conflist.plugins) {
+        await execPlugin(config, 'CHECK', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, network.result));
+      }
+    },
+
+    async tearDown(pod, network) {
+      if (network?.name === '') return;
+      const { conflist } = await loadNetwork(config);
+      // DEL runs the chain in reverse, each plugin seeing the ADD result.
+      for (const plugin of [...conflist.plugins].reverse()) {
+        await execPlugin(config, 'DEL', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, network?.result));
+      }
+    },
+  };
 }

@@ -2,21 +2,40 @@ import { access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { PAUSE_BINARY } from '../paths.js';
-import { networkReadiness, type Readiness } from '../sandbox/network.js';
+import { bindMountPinner } from '../sandbox/namespaces.js';
+import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
+import { nativePauseLauncher } from '../sandbox/pause.js';
+import { SandboxService } from '../sandbox/service.js';
 
 /**
  * What every RPC handler is handed: the config in force and the node-level services built
- * from it. Later pieces (stores, cgroup driver, launcher) hang off this one object.
+ * from it, created once at start.
  */
 export interface Runtime {
   readonly loaded: LoadedConfig;
   readonly pauseBinary: string;
   /** Where `/proc/sys` is (tests point it at a folder of their own). */
   readonly procSys: string;
+  readonly sandboxes: SandboxService;
 }
 
-export function createRuntime(loaded: LoadedConfig, overrides: Partial<Pick<Runtime, 'pauseBinary' | 'procSys'>> = {}): Runtime {
-  return { loaded, pauseBinary: overrides.pauseBinary ?? PAUSE_BINARY, procSys: overrides.procSys ?? '/proc/sys' };
+export interface RuntimeOverrides {
+  pauseBinary?: string;
+  procSys?: string;
+}
+
+/** Builds the runtime and reloads the pods a previous run left. */
+export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOverrides = {}): Promise<Runtime> {
+  const { config } = loaded;
+  const pauseBinary = overrides.pauseBinary ?? PAUSE_BINARY;
+  const sandboxes = new SandboxService({
+    config,
+    pause: nativePauseLauncher(pauseBinary),
+    pinner: bindMountPinner,
+    network: cniNetworkManager(config),
+  });
+  await sandboxes.load();
+  return { loaded, pauseBinary, procSys: overrides.procSys ?? '/proc/sys', sandboxes };
 }
 
 /**

@@ -3,6 +3,11 @@ import { imageFsInfo } from './imagefs-info.js';
 import { unary, unimplemented, unimplementedStream } from './rpc.js';
 import { runtimeConfig } from './runtime-config.js';
 import type { Runtime } from './runtime.js';
+import { listPodSandbox } from './sandbox-list.js';
+import { removePodSandbox } from './sandbox-remove.js';
+import { runPodSandbox } from './sandbox-run.js';
+import { podSandboxStatus } from './sandbox-status.js';
+import { stopPodSandbox } from './sandbox-stop.js';
 import { status } from './status.js';
 import { version } from './version.js';
 
@@ -18,11 +23,11 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
     runtimeConfig: unary('RuntimeConfig', (request) => runtimeConfig(runtime, request)),
     updateRuntimeConfig: unimplemented('UpdateRuntimeConfig'),
 
-    runPodSandbox: unimplemented('RunPodSandbox'),
-    stopPodSandbox: unimplemented('StopPodSandbox'),
-    removePodSandbox: unimplemented('RemovePodSandbox'),
-    podSandboxStatus: unimplemented('PodSandboxStatus'),
-    listPodSandbox: unimplemented('ListPodSandbox'),
+    runPodSandbox: unary('RunPodSandbox', (request) => runPodSandbox(runtime, request)),
+    stopPodSandbox: unary('StopPodSandbox', (request) => stopPodSandbox(runtime, request)),
+    removePodSandbox: unary('RemovePodSandbox', (request) => removePodSandbox(runtime, request)),
+    podSandboxStatus: unary('PodSandboxStatus', (request) => podSandboxStatus(runtime, request)),
+    listPodSandbox: unary('ListPodSandbox', (request) => listPodSandbox(runtime, request)),
     streamPodSandboxes: unimplementedStream('StreamPodSandboxes'),
     updatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
 

@@ -7,10 +7,19 @@ import {
   type RuntimeServiceServer,
 } from '../../src/generated/api.js';
 
+/** Any part of a message, nested: fromPartial fills in the rest with defaults. */
+type DeepPartial<T> = T extends bigint | string | number | boolean | Buffer
+  ? T
+  : T extends (infer U)[]
+    ? DeepPartial<U>[]
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
+
 type Promised<Service> = {
   [
     K in keyof Service as Service[K] extends handleUnaryCall<infer _Req, infer _Res> ? K : never
-  ]: Service[K] extends handleUnaryCall<infer Req, infer Res> ? (request: Partial<Req>) => Promise<Res> : never;
+  ]: Service[K] extends handleUnaryCall<infer Req, infer Res> ? (request: DeepPartial<Req>) => Promise<Res> : never;
 };
 
 /** A CRI client whose unary methods return promises: `await cri.runtime.version({})`. */

@@ -50,21 +50,22 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   const flags = testConfig(dir, options.config);
   const emptyFile = join(dir, 'config.toml');
   await writeFile(emptyFile, '');
-  const runtime = createRuntime(loadConfig({ file: emptyFile, flags }), {
+  const runtime = await createRuntime(loadConfig({ file: emptyFile, flags }), {
     procSys: await fakeProcSys(dir, options.ipForward ?? true),
   });
   const server = await startServer(runtime);
-  const cri = connectCri(server.socket);
-  return {
+  const t: TestServer = {
     dir,
     socket: server.socket,
     runtime,
     server,
-    cri,
+    cri: connectCri(server.socket),
+    // Uses the fields, not the first values: a test may swap in a restarted server.
     async close() {
-      cri.close();
-      await server.stop();
+      t.cri.close();
+      await t.server.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return t;
 }

@@ -1,0 +1,35 @@
+import { readFile, stat } from 'node:fs/promises';
+
+/**
+ * The start time of a process (field 22 of /proc/<pid>/stat, in clock ticks since boot), or
+ * undefined when there is no such live process. Pids are reused: a pid plus its start time
+ * names one process for good. A zombie counts as gone.
+ */
+export async function processStartTime(pid: number): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) is in parentheses and may contain spaces: split after it.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  return fields[19];
+}
+
+/** The inode of a namespace file (/proc/<pid>/ns/net or a pinned copy): equal inodes, same namespace. */
+export async function namespaceInode(path: string): Promise<number> {
+  return (await stat(path)).ino;
+}
+
+/** Sends a signal; false when the process is already gone. */
+export function signalProcess(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}

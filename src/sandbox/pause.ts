@@ -1,0 +1,79 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InvalidArgumentError, UnavailableError } from '../errors.js';
+import { CommandError, run } from '../os/exec.js';
+import { processStartTime, signalProcess } from '../os/proc-stat.js';
+import type { PauseProcess, PodNamespace } from './sandbox.js';
+
+/** What the pause process must set up before it starts waiting. */
+export interface PauseSpec {
+  namespaces: readonly PodNamespace[];
+  /** Set in the pod's UTS namespace (only when the pod owns one). */
+  hostname: string;
+  /** Namespaced sysctls, validated beforehand (sysctls.ts); pause refuses any other. */
+  sysctls: Record<string, string>;
+}
+
+/** Starts, watches and stops pause processes: the one OS-facing part of a sandbox's lifecycle. */
+export interface PauseLauncher {
+  start(spec: PauseSpec): Promise<PauseProcess>;
+  isAlive(pause: PauseProcess): Promise<boolean>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  stop(pause: PauseProcess, graceMs: number): Promise<void>;
+}
+
+const FLAGS: Record<PodNamespace, string> = { net: '-n', ipc: '-i', uts: '-u', pid: '-p' };
+
+/** `pause -d` exits 3 when the kernel refuses a sysctl (native/pause.c EXIT_BAD_SYSCTL). */
+const EXIT_BAD_SYSCTL = 3;
+
+async function waitGone(pause: PauseProcess, ms: number): Promise<boolean> {
+  for (let waited = 0; waited <= ms; waited += 10) {
+    if ((await processStartTime(pause.pid)) !== pause.startTime) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
+/**
+ * The real launcher: `pause -d` (native/pause.c) unshares the namespaces, sets hostname and
+ * sysctls inside them, forks the waiting process and prints its pid. No parent stays behind.
+ */
+export function nativePauseLauncher(pauseBinary: string): PauseLauncher {
+  return {
+    async start(spec) {
+      const args = ['-d', ...spec.namespaces.map((ns) => FLAGS[ns])];
+      if (spec.namespaces.includes('uts')) args.push('-H', spec.hostname);
+      for (const [key, value] of Object.entries(spec.sysctls)) args.push('-S', `${key}=${value}`);
+      let stdout: string;
+      try {
+        ({ stdout } = await run(pauseBinary, args));
+      } catch (err) {
+        if (!(err instanceof CommandError)) throw err;
+        const why = err.stderr.trim().replace(/^pause: /, '');
+        if (err.exitCode === EXIT_BAD_SYSCTL)
+          throw new InvalidArgumentError(`invalid sysctl for the pod: ${why}`, { cause: err });
+        throw new UnavailableError(`failed to start the pause process: ${why}`, { cause: err });
+      }
+      const pid = Number(stdout.trim());
+      const startTime = await processStartTime(pid);
+      if (!Number.isInteger(pid) || startTime === undefined) {
+        throw new UnavailableError(`the pause process (pid "${stdout.trim()}") exited right after it started`);
+      }
+      return { pid, startTime };
+    },
+
+    async isAlive(pause) {
+      return (await processStartTime(pause.pid)) === pause.startTime;
+    },
+
+    async stop(pause, graceMs) {
+      if (!(await this.isAlive(pause))) return;
+      // pause exits 0 on SIGTERM; as PID 1 of the pod's PID namespace its exit also kills
+      // every process left in that namespace.
+      signalProcess(pause.pid, 'SIGTERM');
+      if (await waitGone(pause, graceMs)) return;
+      signalProcess(pause.pid, 'SIGKILL');
+      if (!(await waitGone(pause, 5_000))) throw new UnavailableError(`pause process ${pause.pid} did not die after SIGKILL`);
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import { PodSandboxStatus, PodSandboxStatusResponse, type PodSandboxStatusRequest } from '../generated/api.js';
+import { namespaceInode } from '../os/proc-stat.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import type { Runtime } from './runtime.js';
+import { SANDBOX_STATES } from './sandbox-convert.js';
+
+/** The verbose `info` of a sandbox: what holds the pod, where, and what CNI said. */
+async function verboseInfo(runtime: Runtime, sandbox: Sandbox): Promise<Record<string, string>> {
+  const namespaces: Record<string, { path: string; inode: number | null }> = {};
+  for (const [ns, path] of Object.entries(sandbox.namespaces)) {
+    namespaces[ns] = { path, inode: await namespaceInode(path).catch(() => null) };
+  }
+  let cniCheck = 'not run: the sandbox has no CNI network';
+  if (sandbox.network !== undefined && sandbox.network.name !== '') {
+    cniCheck = await runtime.sandboxes.checkNetwork(sandbox).then(
+      () => 'ok',
+      (err: unknown) => `failed: ${(err as Error).message}`,
+    );
+  }
+  const info = {
+    pid: sandbox.pause?.pid ?? null,
+    pauseImage: sandbox.pauseImage,
+    hostname: sandbox.hostname,
+    netns: sandbox.namespaces.net ?? null,
+    namespaces,
+    network: sandbox.network ?? null,
+    cniCheck,
+    podDir: sandbox.dir,
+    logDirectory: sandbox.config.logDirectory,
+  };
+  return { info: JSON.stringify(info) };
+}
+
+/**
+ * PodSandboxStatus: state, IP and namespace options of one pod. The namespace options are
+ * echoed back as given: the kubelet compares them with the pod spec and recreates a sandbox
+ * whose options differ.
+ */
+export async function podSandboxStatus(runtime: Runtime, request: PodSandboxStatusRequest): Promise<PodSandboxStatusResponse> {
+  const sandbox = await runtime.sandboxes.get(request.podSandboxId);
+  const ready = sandbox.state === 'ready';
+  const status = PodSandboxStatus.create({
+    id: sandbox.id,
+    metadata: sandbox.config.metadata,
+    state: SANDBOX_STATES[sandbox.state],
+    createdAt: sandbox.createdAt,
+    network: {
+      ip: ready ? (sandbox.network?.ip ?? '') : '',
+      additionalIps: ready ? (sandbox.network?.additionalIps ?? []).map((ip) => ({ ip })) : [],
+    },
+    linux: { namespaces: { options: sandbox.config.linux?.securityContext?.namespaceOptions } },
+    labels: sandbox.config.labels,
+    annotations: sandbox.config.annotations,
+    runtimeHandler: sandbox.runtimeHandler,
+  });
+  return PodSandboxStatusResponse.create({
+    status,
+    info: request.verbose ? await verboseInfo(runtime, sandbox) : {},
+    containersStatuses: [],
+  });
+}
