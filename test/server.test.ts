@@ -58,6 +58,20 @@ describe('the CRI server on a Unix socket', () => {
     expect(response.linux?.cgroupDriver).toBe(CgroupDriver.CGROUPFS);
   });
 
+  it('writes the pod CIDR the kubelet hands over into the default CNI network', async () => {
+    await t.cri.runtime.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: '10.99.0.0/24,fd00::/64' } } });
+    const conflist = JSON.parse(await readFile(join(t.dir, 'net.d', '10-icetray.conflist'), 'utf8')) as {
+      plugins: { ipam?: { ranges: { subnet: string }[][] } }[];
+    };
+    expect(conflist.plugins[0]?.ipam?.ranges[0]?.[0]?.subnet).toBe('10.99.0.0/24');
+    await expect(
+      t.cri.runtime.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: '10.99.0/24' } } }),
+    ).rejects.toMatchObject({
+      code: grpcStatus.INVALID_ARGUMENT,
+      details: expect.stringContaining('runtime_config.network_config.pod_cidr') as string,
+    });
+  });
+
   it('answers ImageFsInfo with the image store folder and its usage', async () => {
     const response = await t.cri.image.imageFsInfo({});
     const [fs] = response.imageFilesystems;

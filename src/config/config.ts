@@ -115,6 +115,11 @@ const ipv4Cidr: Check = (key, value) => {
   return value;
 };
 
+/** Validates a pod CIDR (config key, or the kubelet's UpdateRuntimeConfig): throws naming `key`. */
+export function validatePodCidr(key: string, value: string): string {
+  return ipv4Cidr(key, value) as string;
+}
+
 const absolutePaths: Check = (key, value) => {
   if (!Array.isArray(value) || value.length === 0) throw invalid(key, 'a non-empty list of absolute paths', value);
   return value.map((item) => absolutePath(key, item));

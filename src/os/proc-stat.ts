@@ -1,14 +1,16 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 
 /**
  * The start time of a process (field 22 of /proc/<pid>/stat, in clock ticks since boot), or
  * undefined when there is no such live process. Pids are reused: a pid plus its start time
- * names one process for good. A zombie counts as gone.
+ * names one process for good. A zombie counts as gone. Synchronous on purpose: a /proc read
+ * never waits on a disk, and ListPodSandbox checks every pause each time the kubelet relists.
  */
-export async function processStartTime(pid: number): Promise<string | undefined> {
+export function processStartTime(pid: number): string | undefined {
   let text: string;
   try {
-    text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }

@@ -1,6 +1,6 @@
 import { access, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { UnavailableError } from '../errors.js';
 import { log } from '../log.js';
@@ -80,6 +80,25 @@ export async function loadNetwork(config: Pick<Config, 'cniConfDir' | 'podCidr' 
           plugins: [parsed as Conflist['plugins'][number]],
         };
   return { file, conflist };
+}
+
+/**
+ * Puts a new pod CIDR in force, as the kubelet hands it over (UpdateRuntimeConfig). Only
+ * icetray's own default conflist is rewritten; a network config the admin wrote is theirs and
+ * stays as it is. Pods created from now on get addresses from the new range.
+ */
+export async function applyPodCidr(
+  config: Pick<Config, 'cniConfDir' | 'podCidr' | 'rootDir'>,
+  podCidr: string,
+): Promise<{ file: string; rewritten: boolean }> {
+  const { file } = await loadNetwork(config);
+  if (basename(file) !== DEFAULT_CONFLIST_FILE) {
+    log.info({ file, podCidr }, "pod CIDR from the kubelet not applied: the network config in force is not icetray's default");
+    return { file, rewritten: false };
+  }
+  await writeFile(file, `${JSON.stringify(defaultConflist({ ...config, podCidr }), null, 2)}\n`);
+  log.info({ file, podCidr }, 'pod CIDR from the kubelet written into the default CNI network');
+  return { file, rewritten: true };
 }
 
 /** Finds a plugin binary in the bin dirs, in order. */

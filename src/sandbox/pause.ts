@@ -28,7 +28,7 @@ const EXIT_BAD_SYSCTL = 3;
 
 async function waitGone(pause: PauseProcess, ms: number): Promise<boolean> {
   for (let waited = 0; waited <= ms; waited += 10) {
-    if ((await processStartTime(pause.pid)) !== pause.startTime) return true;
+    if (processStartTime(pause.pid) !== pause.startTime) return true;
     await sleep(10);
   }
   return false;
@@ -55,15 +55,15 @@ export function nativePauseLauncher(pauseBinary: string): PauseLauncher {
         throw new UnavailableError(`failed to start the pause process: ${why}`, { cause: err });
       }
       const pid = Number(stdout.trim());
-      const startTime = await processStartTime(pid);
+      const startTime = processStartTime(pid);
       if (!Number.isInteger(pid) || startTime === undefined) {
         throw new UnavailableError(`the pause process (pid "${stdout.trim()}") exited right after it started`);
       }
       return { pid, startTime };
     },
 
-    async isAlive(pause) {
-      return (await processStartTime(pause.pid)) === pause.startTime;
+    isAlive(pause) {
+      return Promise.resolve(processStartTime(pause.pid) === pause.startTime);
     },
 
     async stop(pause, graceMs) {

@@ -193,15 +193,13 @@ export class SandboxService {
       filter.id !== undefined && filter.id !== ''
         ? [this.store.find(filter.id)].filter((s) => s !== undefined)
         : this.store.all();
-    const result: Sandbox[] = [];
-    for (const sandbox of candidates) {
-      await this.refresh(sandbox);
-      if (filter.state !== undefined && sandbox.state !== filter.state) continue;
+    // The kubelet relists every second: check the pauses concurrently, not one by one.
+    await Promise.all(candidates.map((sandbox) => this.refresh(sandbox)));
+    return candidates.filter((sandbox) => {
+      if (filter.state !== undefined && sandbox.state !== filter.state) return false;
       const labels = sandbox.config.labels;
-      if (!Object.entries(filter.labelSelector ?? {}).every(([key, value]) => labels[key] === value)) continue;
-      result.push(sandbox);
-    }
-    return result;
+      return Object.entries(filter.labelSelector ?? {}).every(([key, value]) => labels[key] === value);
+    });
   }
 
   private async refresh(sandbox: Sandbox): Promise<void> {

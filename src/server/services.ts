@@ -9,6 +9,7 @@ import { runPodSandbox } from './sandbox-run.js';
 import { podSandboxStatus } from './sandbox-status.js';
 import { stopPodSandbox } from './sandbox-stop.js';
 import { status } from './status.js';
+import { updateRuntimeConfig } from './update-runtime-config.js';
 import { version } from './version.js';
 
 /**
@@ -21,7 +22,7 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
     version: unary('Version', version),
     status: unary('Status', (request) => status(runtime, request)),
     runtimeConfig: unary('RuntimeConfig', (request) => runtimeConfig(runtime, request)),
-    updateRuntimeConfig: unimplemented('UpdateRuntimeConfig'),
+    updateRuntimeConfig: unary('UpdateRuntimeConfig', (request) => updateRuntimeConfig(runtime, request)),
 
     runPodSandbox: unary('RunPodSandbox', (request) => runPodSandbox(runtime, request)),
     stopPodSandbox: unary('StopPodSandbox', (request) => stopPodSandbox(runtime, request)),

@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProgram, startServeProcess, type ServeProcess } from './helpers/cli.js';
+import { ipForward, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
+import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+
+const skip = !isRoot ? 'needs root: creates pods' : crictlMissing();
+
+describe.skipIf(skip !== undefined)(`crictl drives pod sandboxes (${skip ?? 'root, crictl built'})`, () => {
+  let serve: ServeProcess;
+  let net: TestNetwork;
+  let ipForwardBefore: string;
+  const crictl = (...args: string[]) =>
+    runProgram(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, '--timeout', '20s', ...args]);
+
+  beforeAll(async () => {
+    ipForwardBefore = ipForward();
+    serve = await startServeProcess();
+    net = writeTestNetwork(join(serve.dir, 'net.d'), serve.dir);
+  });
+  afterAll(async () => {
+    await crictl('rmp', '--all', '--force');
+    await serve.stop();
+    await sh('ip', ['link', 'del', net.bridge]);
+    restoreIpForward(ipForwardBefore);
+  });
+
+  it('runp, pods, inspectp, stopp and rmp work as with containerd', async () => {
+    const podJson = join(serve.dir, 'pod.json');
+    await writeFile(
+      podJson,
+      JSON.stringify({
+        metadata: { name: 'crictl-pod', namespace: 'default', uid: 'crictl-uid', attempt: 1 },
+        labels: { app: 'demo' },
+        hostname: 'crictl-pod',
+      }),
+    );
+    const runp = await crictl('runp', podJson);
+    expect(runp.code, runp.stderr).toBe(0);
+    const id = runp.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+
+    const pods = await crictl('pods', '--name', 'crictl-pod');
+    expect(pods.stdout).toMatch(new RegExp(`${id.slice(0, 13)}\\s+.*Ready\\s+crictl-pod\\s+default\\s+1`));
+
+    const inspect = await crictl('inspectp', id.slice(0, 8));
+    const parsed = JSON.parse(inspect.stdout) as {
+      status: { state: string; network: { ip: string } };
+      info: { pid: number; namespaces: object };
+    };
+    expect(parsed.status.state).toBe('SANDBOX_READY');
+    expect(parsed.status.network.ip.startsWith(net.subnet.split('.').slice(0, 3).join('.'))).toBe(true);
+    expect(Object.keys(parsed.info.namespaces).sort()).toEqual(['ipc', 'net', 'pid', 'uts']);
+
+    expect((await crictl('stopp', id)).code).toBe(0);
+    expect((await crictl('pods', '--id', id, '--state', 'NotReady', '-q')).stdout.trim()).toBe(id);
+    expect((await crictl('rmp', id)).code).toBe(0);
+    expect((await crictl('pods', '-q')).stdout.trim()).toBe('');
+  });
+});
