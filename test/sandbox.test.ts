@@ -344,3 +344,34 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
     }
   });
 });
+
+describe.skipIf(!isRoot)('a node without the CNI plugins its network needs (needs root: namespaces)', () => {
+  it('gives pods a private netns with loopback only, and reports NetworkReady=false with the fix', async () => {
+    const t = await startTestServer();
+    try {
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const confDir = t.runtime.loaded.config.cniConfDir;
+      mkdirSync(confDir, { recursive: true });
+      writeFileSync(
+        join(confDir, '10-missing.conflist'),
+        JSON.stringify({ cniVersion: '1.0.0', name: 'missing', plugins: [{ type: 'no-such-plugin' }] }),
+      );
+      const { status } = await t.cri.runtime.status({});
+      const network = status?.conditions.find((c) => c.type === 'NetworkReady');
+      expect(network).toMatchObject({ status: false, reason: 'NetworkPluginNotReady' });
+      expect(network?.message).toContain('no-such-plugin');
+      expect(network?.message).toContain('apt-get install containernetworking-plugins');
+
+      const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config: podConfig() });
+      const pod = await t.cri.runtime.podSandboxStatus({ podSandboxId, verbose: true });
+      expect(pod.status?.network?.ip).toBe('');
+      const netns = (JSON.parse(pod.info['info'] ?? '{}') as { netns: string }).netns;
+      const links = await sh('nsenter', [`--net=${netns}`, 'ip', '-o', 'link']);
+      expect(links.stdout.trim().split('\n')).toHaveLength(1);
+      expect(links.stdout).toMatch(/1: lo: <LOOPBACK,UP,LOWER_UP>/);
+      await t.cri.runtime.removePodSandbox({ podSandboxId });
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,7 +1,8 @@
 import { loadConfig, type Config } from '../config/config.js';
 import { log, setLogLevel, type LogLevel } from '../log.js';
 import { ensureIpForward } from '../sandbox/network.js';
-import { createRuntime } from '../server/runtime.js';
+import { createRuntime, runtimeReadiness } from '../server/runtime.js';
+import { FailedPreconditionError } from '../errors.js';
 import { startServer } from '../server/serve.js';
 
 export const SERVE_HELP = `Usage: icetray serve [options]
@@ -31,6 +32,9 @@ export async function serve(values: Record<string, string | boolean | undefined>
 
   await ensureIpForward(config.enableIpForward);
   const runtime = await createRuntime(loaded);
+  // No pause, no pods: refuse to start rather than serve a runtime that cannot run one.
+  const ready = await runtimeReadiness(runtime);
+  if (ready.reason === 'PauseBinaryMissing') throw new FailedPreconditionError(ready.message);
   const server = await startServer(runtime);
 
   const endpoint = `unix://${server.socket}`;

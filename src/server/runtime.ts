@@ -56,7 +56,7 @@ export async function runtimeReadiness(runtime: Runtime): Promise<Readiness> {
     return {
       ready: false,
       reason: 'PauseBinaryMissing',
-      message: `the pause binary ${runtime.pauseBinary} is missing: build it with "npm run build:native" (needs a C compiler)`,
+      message: `the pause binary ${runtime.pauseBinary} is missing: build it with "npm run build:native" (needs a C compiler: apt-get install gcc libc6-dev)`,
     };
   }
   return { ready: true, reason: '', message: '' };

@@ -1,0 +1,72 @@
+import { mkdtemp, readFile, rename } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ContainerLogWriter, formatLogEntry, logTimestamp, MAX_LOG_LINE, parseLogEntry } from './logs.js';
+
+async function logFile(): Promise<string> {
+  return join(await mkdtemp(join(tmpdir(), 'icetray-logs-')), 'pod', 'c.log');
+}
+
+function entries(text: string) {
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => parseLogEntry(line));
+}
+
+describe('CRI container logs', () => {
+  it('formats RFC 3339 timestamps with nanoseconds', () => {
+    expect(logTimestamp(new Date('2016-10-06T00:17:09.669Z'), 1_794_202n)).toBe('2016-10-06T00:17:09.669794202Z');
+    expect(formatLogEntry('stdout', 'F', 'hello', '2016-10-06T00:17:09.669794202Z')).toBe(
+      '2016-10-06T00:17:09.669794202Z stdout F hello\n',
+    );
+  });
+
+  it('writes one F entry per line and keeps the streams apart', async () => {
+    const path = await logFile();
+    const writer = await ContainerLogWriter.open(path);
+    const out = new PassThrough();
+    const err = new PassThrough();
+    const following = [writer.follow('stdout', out), writer.follow('stderr', err)];
+    out.write('hello ');
+    out.write('World\nsecond line\n');
+    err.end('oops\n');
+    out.end('no newline at the end');
+    await Promise.all(following);
+    await writer.close();
+    const written = entries(await readFile(path, 'utf8'));
+    expect(written.map((e) => [e?.stream, e?.tag, e?.text])).toEqual([
+      ['stdout', 'F', 'hello World'],
+      ['stdout', 'F', 'second line'],
+      ['stderr', 'F', 'oops'],
+      ['stdout', 'F', 'no newline at the end'],
+    ]);
+  });
+
+  it('cuts a line longer than 16 KiB into P entries ending with an F', async () => {
+    const path = await logFile();
+    const writer = await ContainerLogWriter.open(path);
+    writer.write('stdout', `${'x'.repeat(MAX_LOG_LINE + 10)}\n`);
+    await writer.close();
+    const written = entries(await readFile(path, 'utf8'));
+    expect(written.map((e) => [e?.tag, e?.text.length])).toEqual([
+      ['P', MAX_LOG_LINE],
+      ['F', 10],
+    ]);
+  });
+
+  it('reopens the file after the rotator renamed it: new output goes to the new file only', async () => {
+    const path = await logFile();
+    const writer = await ContainerLogWriter.open(path);
+    writer.write('stdout', 'before\n');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await rename(path, `${path}.1`);
+    await writer.reopen();
+    writer.write('stdout', 'after\n');
+    await writer.close();
+    expect(entries(await readFile(`${path}.1`, 'utf8')).map((e) => e?.text)).toEqual(['before']);
+    expect(entries(await readFile(path, 'utf8')).map((e) => e?.text)).toEqual(['after']);
+  });
+});
