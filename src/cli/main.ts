@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { IcetrayError, messageOf } from '../errors.js';
+import { configShow, CONFIG_SHOW_HELP, CONFIG_SHOW_OPTIONS } from './config-show.js';
 import { serve, SERVE_HELP, SERVE_OPTIONS } from './serve.js';
 
 /** Exit codes scripts can rely on. */
@@ -11,7 +12,8 @@ const MAIN_HELP = `icetray — a small, real Kubernetes container runtime (CRI v
 Usage: icetray <command> [options]
 
 Commands:
-  serve     serve the CRI runtime and image services on a Unix socket
+  serve         serve the CRI runtime and image services on a Unix socket
+  config show   print the config in force and where each value came from
 
 Run "icetray <command> --help" for a command's options.
 `;
@@ -24,10 +26,13 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: { help: SERVE_HELP, options: SERVE_OPTIONS, run: serve },
+  'config show': { help: CONFIG_SHOW_HELP, options: CONFIG_SHOW_OPTIONS, run: configShow },
 };
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  // Commands are one word (serve) or two (config show).
+  const two = argv.slice(0, 2).join(' ');
+  const [name, ...rest] = two in COMMANDS ? [two, ...argv.slice(2)] : argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(MAIN_HELP);
     return name === undefined ? EXIT.usage : EXIT.ok;

@@ -1,34 +1,25 @@
-import { loadConfig, type Config } from '../config/config.js';
-import { log, setLogLevel, type LogLevel } from '../log.js';
+import { FailedPreconditionError } from '../errors.js';
+import { log, setLogLevel } from '../log.js';
 import { ensureIpForward } from '../sandbox/network.js';
 import { createRuntime, runtimeReadiness } from '../server/runtime.js';
-import { FailedPreconditionError } from '../errors.js';
 import { startServer } from '../server/serve.js';
+import { CONFIG_HELP, CONFIG_OPTIONS, loadFromOptions, type Values } from './config-options.js';
 
 export const SERVE_HELP = `Usage: icetray serve [options]
 
 Serve the CRI v1 RuntimeService and ImageService on a Unix socket, until SIGTERM or SIGINT.
 
 Options:
-  --config FILE       TOML config file (default /etc/icetray/config.toml, if it exists)
-  --socket PATH       the CRI socket (default /run/icetray/icetray.sock)
-  --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
-  -h, --help          show this help
+${CONFIG_HELP}  -h, --help          show this help
 `;
 
-export const SERVE_OPTIONS = {
-  config: { type: 'string' },
-  socket: { type: 'string' },
-  'log-level': { type: 'string' },
-} as const;
+export const SERVE_OPTIONS = CONFIG_OPTIONS;
 
-export async function serve(values: Record<string, string | boolean | undefined>): Promise<number> {
-  const flags: Partial<Config> = {};
-  if (typeof values['socket'] === 'string') flags.socket = values['socket'];
-  if (typeof values['log-level'] === 'string') flags.logLevel = values['log-level'] as LogLevel;
-  const loaded = loadConfig({ file: typeof values['config'] === 'string' ? values['config'] : undefined, flags });
+export async function serve(values: Values): Promise<number> {
+  const loaded = loadFromOptions(values);
   const { config } = loaded;
   setLogLevel(config.logLevel);
+  for (const warning of loaded.warnings) log.warn({ file: loaded.file }, warning);
 
   await ensureIpForward(config.enableIpForward);
   const runtime = await createRuntime(loaded);

@@ -62,6 +62,67 @@ describe('config', () => {
   });
 
   it('parses an empty file to no settings', () => {
-    expect(parseConfigText('', 'empty.toml')).toEqual({});
+    expect(parseConfigText('', 'empty.toml')).toEqual({ settings: {}, keys: {}, warnings: [] });
+  });
+
+  it("accepts containerd's SystemdCgroup and sandbox_image in icetray's own file", () => {
+    const loaded = loadConfig({
+      file: file(
+        [
+          'version = 2',
+          '[plugins."io.containerd.grpc.v1.cri"]',
+          '  sandbox_image = "registry.example:5000/pause:3.9"',
+          '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+          '  SystemdCgroup = true',
+        ].join('\n'),
+      ),
+    });
+    expect(loaded.config.cgroupDriver).toBe('systemd');
+    expect(loaded.config.pauseImage).toBe('registry.example:5000/pause:3.9');
+    expect(loaded.origins.cgroupDriver).toMatch(
+      /plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.runc\.options\.SystemdCgroup$/,
+    );
+  });
+
+  it("accepts CRI-O's cgroup_manager and checks conmon_cgroup the way CRI-O does", () => {
+    const ok = loadConfig({ file: file('[crio.runtime]\ncgroup_manager = "cgroupfs"\nconmon_cgroup = "pod"\n') });
+    expect(ok.config.cgroupDriver).toBe('cgroupfs');
+    expect(ok.warnings).toEqual(['crio key "crio.runtime.conmon_cgroup" was checked but has no effect: icetray runs no conmon']);
+    expect(() =>
+      loadConfig({ file: file('[crio.runtime]\ncgroup_manager = "cgroupfs"\nconmon_cgroup = "system.slice"\n') }),
+    ).toThrow(/must be "pod" with cgroup_manager = "cgroupfs"/);
+  });
+
+  it('refuses a file whose icetray and containerd keys disagree', () => {
+    const text =
+      'cgroup_driver = "cgroupfs"\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\nSystemdCgroup = true\n';
+    expect(() => loadConfig({ file: file(text) })).toThrow(/"cgroup_driver" and containerd's ".*SystemdCgroup" disagree/);
+  });
+
+  it('reads a containerd 2.x config as --flavor containerd: socket, pinned sandbox image, driver, warnings', () => {
+    const text = [
+      'version = 3',
+      'root = "/var/lib/containerd"',
+      '[grpc]',
+      '  address = "/run/containerd/containerd.sock"',
+      '[plugins."io.containerd.cri.v1.images".pinned_images]',
+      '  sandbox = "registry.k8s.io/pause:3.10"',
+      '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]',
+      '  SystemdCgroup = false',
+    ].join('\n');
+    const loaded = loadConfig({ file: file(text), flavor: 'containerd' });
+    expect(loaded.config).toMatchObject({
+      socket: '/run/containerd/containerd.sock',
+      cgroupDriver: 'cgroupfs',
+      pauseImage: 'registry.k8s.io/pause:3.10',
+    });
+    expect(loaded.warnings).toEqual(['containerd key "root" is not honoured by icetray and has no effect']);
+  });
+
+  it("takes the flavor's default socket when its file does not set one", () => {
+    const loaded = loadConfig({ file: file('[crio.image]\npause_image = "registry.k8s.io/pause:3.9"\n'), flavor: 'crio' });
+    expect(loaded.config.socket).toBe('/var/run/crio/crio.sock');
+    expect(loaded.sources.socket).toBe('flavor');
+    expect(loaded.config.pauseImage).toBe('registry.k8s.io/pause:3.9');
   });
 });

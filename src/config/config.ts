@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { parse as parseToml } from 'smol-toml';
+import { parse as parseTomlText } from 'smol-toml';
 import { InvalidArgumentError, messageOf } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { flatten, readDialect, type Dialect } from './dialects.js';
 
 /** The cgroup drivers icetray implements (the kubelet's `cgroupDriver` values). */
 export const CGROUP_DRIVERS = ['cgroupfs', 'systemd'] as const;
@@ -31,13 +32,17 @@ export interface Config {
 }
 
 /** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
-export type Source = 'default' | 'file' | 'flag';
+export type Source = 'default' | 'file' | 'flag' | 'flavor';
 
 export interface LoadedConfig {
   config: Config;
   /** The config file read, or undefined when none was found at the default path. */
   file: string | undefined;
   sources: Record<keyof Config, Source>;
+  /** Where exactly each value came from: the file and key, the flag, or "default". */
+  origins: Record<keyof Config, string>;
+  /** Keys of a real runtime's config that icetray read but cannot honour. */
+  warnings: string[];
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/icetray/config.toml';
@@ -140,60 +145,139 @@ const CHECKS: Record<keyof Config, Check> = {
 
 const FIELDS = Object.keys(KEYS) as (keyof Config)[];
 
-/** Reads a TOML config file into settings, rejecting unknown keys and wrong types by key name. */
-export function parseConfigText(text: string, file: string): Partial<Config> {
-  let table: Record<string, unknown>;
+/** What a config file set: values by field, where each came from, and what it could not honour. */
+export interface FileSettings {
+  settings: Partial<Config>;
+  /** The key (in the file's own spelling) each setting came from. */
+  keys: Partial<Record<keyof Config, string>>;
+  warnings: string[];
+}
+
+function parseToml(text: string, file: string): Record<string, unknown> {
   try {
-    table = parseToml(text);
+    return parseTomlText(text);
   } catch (err) {
     throw new InvalidArgumentError(`config file ${file}: ${messageOf(err)}`, { cause: err });
   }
-  const known = new Map(FIELDS.map((field) => [KEYS[field], field]));
+}
+
+/** Runs a dialect reader, turning its complaints into InvalidArgument errors naming the file. */
+function dialectSettings(dialect: Dialect, table: Record<string, unknown>, file: string): FileSettings {
+  let read: ReturnType<typeof readDialect>;
+  try {
+    read = readDialect(dialect, flatten(table));
+  } catch (err) {
+    throw new InvalidArgumentError(`config file ${file}: ${messageOf(err)}`, { cause: err });
+  }
   const settings: Partial<Record<keyof Config, unknown>> = {};
+  for (const [field, value] of Object.entries(read.settings) as [keyof Config, unknown][]) {
+    settings[field] = CHECKS[field](read.keys[field] ?? KEYS[field], value);
+  }
+  return { settings: settings as Partial<Config>, keys: read.keys, warnings: read.warnings };
+}
+
+/**
+ * Reads a config file. icetray's own file takes icetray's keys, and also the containerd
+ * (`[plugins…]`) and CRI-O (`[crio…]`) spellings of the same settings; any other key is an
+ * error naming it. A containerd or CRI-O file (`--flavor`) is read in its runtime's dialect,
+ * where keys icetray cannot honour are warnings: real files hold many of them.
+ */
+export function parseConfigText(text: string, file: string, dialect: Dialect | 'icetray' = 'icetray'): FileSettings {
+  const table = parseToml(text, file);
+  if (dialect !== 'icetray') return dialectSettings(dialect, table, file);
+
+  const known = new Map(FIELDS.map((field) => [KEYS[field], field]));
+  const result: FileSettings = { settings: {}, keys: {}, warnings: [] };
+  const settings: Partial<Record<keyof Config, unknown>> = {};
+  const foreign: Record<Dialect, Record<string, unknown>> = { containerd: {}, crio: {} };
   for (const [key, value] of Object.entries(table)) {
     const field = known.get(key);
-    if (field === undefined) {
-      throw new InvalidArgumentError(`config file ${file}: unknown key "${key}" (known keys: ${[...known.keys()].join(', ')})`);
+    if (field !== undefined) {
+      settings[field] = CHECKS[field](key, value);
+      result.keys[field] = key;
+    } else if (key === 'plugins' || key === 'version') {
+      foreign.containerd[key] = value;
+    } else if (key === 'crio') {
+      foreign.crio[key] = value;
+    } else {
+      throw new InvalidArgumentError(
+        `config file ${file}: unknown key "${key}" (known keys: ${[...known.keys()].join(', ')}; containerd's [plugins…] and CRI-O's [crio…] tables)`,
+      );
     }
-    settings[field] = CHECKS[field](key, value);
   }
-  return settings as Partial<Config>;
+  for (const dialect of ['containerd', 'crio'] as const) {
+    if (Object.keys(foreign[dialect]).length === 0) continue;
+    const read = dialectSettings(dialect, foreign[dialect], file);
+    for (const [field, value] of Object.entries(read.settings) as [keyof Config, unknown][]) {
+      const earlier = result.keys[field];
+      if (earlier !== undefined && JSON.stringify(settings[field]) !== JSON.stringify(value)) {
+        throw new InvalidArgumentError(`config file ${file}: "${earlier}" and ${dialect}'s "${read.keys[field] ?? ''}" disagree`);
+      }
+      settings[field] = value;
+      result.keys[field] = read.keys[field] ?? KEYS[field];
+    }
+    result.warnings.push(...read.warnings);
+  }
+  result.settings = settings as Partial<Config>;
+  return result;
 }
+
+/** The real runtimes icetray can stand in for, with their default socket and config file. */
+export const FLAVORS = {
+  containerd: { socket: '/run/containerd/containerd.sock', file: '/etc/containerd/config.toml', dialect: 'containerd' },
+  crio: { socket: '/var/run/crio/crio.sock', file: '/etc/crio/crio.conf', dialect: 'crio' },
+  // cri-dockerd has no config file: its settings are flags (--pod-infra-container-image).
+  'cri-dockerd': { socket: '/run/cri-dockerd.sock', file: undefined, dialect: undefined },
+} as const;
+export type Flavor = keyof typeof FLAVORS;
 
 export interface LoadOptions {
   /** `--config`: a file that must exist. Without it the default path is read if present. */
   file?: string | undefined;
   /** Command-line flags, which win over the file. */
   flags?: Partial<Config>;
+  /** `--flavor`: take that runtime's default socket and read its config file in its dialect. */
+  flavor?: Flavor | undefined;
 }
 
 /** Defaults, then the config file, then flags: the config in force and where each value came from. */
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {
-  const path = options.file ?? DEFAULT_CONFIG_FILE;
-  let fromFile: Partial<Config> = {};
+  const flavor = options.flavor === undefined ? undefined : FLAVORS[options.flavor];
+  const path = options.file ?? (flavor === undefined ? DEFAULT_CONFIG_FILE : flavor.file);
+  let fromFile: FileSettings = { settings: {}, keys: {}, warnings: [] };
   let file: string | undefined;
-  try {
-    fromFile = parseConfigText(readFileSync(path, 'utf8'), path);
-    file = path;
-  } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    // No file at the default path is fine: the defaults work on a fresh machine.
-    if (!missing || options.file !== undefined) {
-      throw missing ? new InvalidArgumentError(`config file ${path} does not exist`) : err;
+  if (path !== undefined) {
+    try {
+      fromFile = parseConfigText(readFileSync(path, 'utf8'), path, flavor?.dialect ?? 'icetray');
+      file = path;
+    } catch (err) {
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      // No file at the default path is fine: the defaults work on a fresh machine.
+      if (!missing || options.file !== undefined) {
+        throw missing ? new InvalidArgumentError(`config file ${path} does not exist`) : err;
+      }
     }
   }
   const config = { ...DEFAULTS };
   const sources = Object.fromEntries(FIELDS.map((field) => [field, 'default'])) as Record<keyof Config, Source>;
-  for (const [layer, source] of [
-    [fromFile, 'file'],
-    [options.flags ?? {}, 'flag'],
-  ] as const) {
+  const origins = Object.fromEntries(FIELDS.map((field) => [field, 'default'])) as Record<keyof Config, string>;
+  if (flavor !== undefined && options.flavor !== undefined) {
+    config.socket = flavor.socket;
+    sources.socket = 'flavor';
+    origins.socket = `--flavor ${options.flavor}: ${options.flavor}'s default socket`;
+  }
+  const layers: [Partial<Config>, Source, (field: keyof Config) => string][] = [
+    [fromFile.settings, 'file', (field) => `${file ?? ''}: ${fromFile.keys[field] ?? KEYS[field]}`],
+    [options.flags ?? {}, 'flag', (field) => `command line: --${KEYS[field].replaceAll('_', '-')}`],
+  ];
+  for (const [layer, source, origin] of layers) {
     for (const field of FIELDS) {
       const value = layer[field];
       if (value === undefined) continue;
       (config as Record<keyof Config, unknown>)[field] = CHECKS[field](KEYS[field], value);
       sources[field] = source;
+      origins[field] = origin(field);
     }
   }
-  return { config, file, sources };
+  return { config, file, sources, origins, warnings: fromFile.warnings };
 }

@@ -16,7 +16,13 @@ export async function status(runtime: Runtime, request: StatusRequest): Promise<
   const { config, file, sources } = runtime.loaded;
   const info: Record<string, string> = {};
   if (request.verbose) {
-    info['config'] = JSON.stringify({ file: file ?? null, values: config, sources });
+    info['config'] = JSON.stringify({
+      file: file ?? null,
+      values: config,
+      sources,
+      origins: runtime.loaded.origins,
+      warnings: runtime.loaded.warnings,
+    });
     info['cgroupDriver'] = JSON.stringify(config.cgroupDriver);
     info['pauseImage'] = JSON.stringify(config.pauseImage);
     info['pauseBinary'] = JSON.stringify(runtime.pauseBinary);

@@ -1,0 +1,45 @@
+import { FLAVORS, loadConfig, type Config, type Flavor, type LoadedConfig } from '../config/config.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { LogLevel } from '../log.js';
+
+/** The options every command that reads icetray's config takes. */
+export const CONFIG_OPTIONS = {
+  config: { type: 'string' },
+  flavor: { type: 'string' },
+  socket: { type: 'string' },
+  'pod-infra-container-image': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+export const CONFIG_HELP = `  --config FILE       TOML config file (default /etc/icetray/config.toml, if it exists;
+                      with --flavor, that runtime's own config file)
+  --flavor NAME       stand in for containerd, crio or cri-dockerd: take its default socket
+                      and read its config file in its own spelling
+  --socket PATH       the CRI socket (default /run/icetray/icetray.sock)
+  --pod-infra-container-image IMAGE
+                      the pause image, spelled as cri-dockerd's flag
+  --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
+`;
+
+export type Values = Record<string, string | boolean | undefined>;
+
+function text(values: Values, name: string): string | undefined {
+  const value = values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Loads the config in force from the command line, as `serve` and `config show` both do. */
+export function loadFromOptions(values: Values): LoadedConfig {
+  const flavor = text(values, 'flavor');
+  if (flavor !== undefined && !(flavor in FLAVORS)) {
+    throw new InvalidArgumentError(`--flavor must be one of ${Object.keys(FLAVORS).join(', ')}, got "${flavor}"`);
+  }
+  const flags: Partial<Config> = {};
+  const socket = text(values, 'socket');
+  if (socket !== undefined) flags.socket = socket;
+  const logLevel = text(values, 'log-level');
+  if (logLevel !== undefined) flags.logLevel = logLevel as LogLevel;
+  const pauseImage = text(values, 'pod-infra-container-image');
+  if (pauseImage !== undefined) flags.pauseImage = pauseImage;
+  return loadConfig({ file: text(values, 'config'), flags, flavor: flavor as Flavor | undefined });
+}
