@@ -1,0 +1,167 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from '../errors.js';
+import { ContainerEvents, type ContainerEventType } from '../events.js';
+import { ContainerConfig, PodSandboxConfig } from '../generated/api.js';
+import { SandboxService } from '../sandbox/service.js';
+import { parseLogEntry } from './logs.js';
+import type { CgroupPort, ImagePort, LauncherPort, RunningProcess } from './ports.js';
+import { ContainerService } from './service.js';
+
+/**
+ * The lifecycle on fakes: the "launcher" runs the command as a plain host process (no
+ * namespaces), so these tests check states, logs, exits, events and clean-up, not isolation
+ * (test/containers.test.ts does that on the real kernel).
+ */
+function hostProcess(argv: string[]): RunningProcess {
+  const child = spawn(argv[0] ?? 'false', argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  return {
+    pid: child.pid ?? 0,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    stdin: child.stdin,
+    exited: new Promise((resolve) => {
+      child.once('exit', (code, signal) =>
+        resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), signal: signal ?? undefined }),
+      );
+    }),
+  };
+}
+
+async function setUp() {
+  const dir = await mkdtemp(join(tmpdir(), 'icetray-containers-'));
+  const events = new ContainerEvents();
+  const seen: ContainerEventType[] = [];
+  events.subscribe((event) => seen.push(event.type));
+  const cgroups = new Set<string>();
+  const rootfses = new Set<string>();
+  const sandboxes = new SandboxService({
+    config: { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'pause' },
+    pause: {
+      start: () => Promise.resolve({ pid: process.pid, startTime: 'x' }),
+      isAlive: () => Promise.resolve(true),
+      stop: () => Promise.resolve(),
+    },
+    pinner: { pin: (_pid, ns, d) => Promise.resolve(join(d, ns)), unpin: () => Promise.resolve() },
+    network: {
+      setUp: () => Promise.resolve({ name: '', ip: '', additionalIps: [], result: undefined }),
+      check: () => Promise.resolve(),
+      tearDown: () => Promise.resolve(),
+    },
+  });
+  const images: ImagePort = {
+    resolve: (ref) =>
+      ref === 'busybox' || ref === 'sha256:busybox'
+        ? { id: 'sha256:busybox', entrypoint: [], cmd: ['sh'], env: [], workingDir: '', user: '', stopSignal: '' }
+        : undefined,
+    createRootfs: (_image, id) => Promise.resolve(void rootfses.add(id)).then(() => `/rootfs/${id}`),
+    releaseRootfs: (_image, id) => Promise.resolve(void rootfses.delete(id)),
+  };
+  const cgroupPort: CgroupPort = {
+    createContainer: (_pod, id) => Promise.resolve(void cgroups.add(id)).then(() => id),
+    addProcess: () => Promise.resolve(),
+    update: () => Promise.resolve(),
+    pids: () => Promise.resolve([]),
+    oomKilled: () => Promise.resolve(false),
+    remove: (id) => Promise.resolve(void cgroups.delete(id)),
+  };
+  const launcher: LauncherPort = {
+    start: async (request) => {
+      const started = hostProcess(request.argv);
+      await request.placeInCgroup(started.pid);
+      return started;
+    },
+    exec: (request) => Promise.resolve(hostProcess(request.argv)),
+  };
+  const containers = new ContainerService({
+    config: { rootDir: join(dir, 'root') },
+    sandboxes,
+    images,
+    cgroups: cgroupPort,
+    launcher,
+    events,
+    podCgroup: () => '/pod',
+  });
+  const pod = await sandboxes.run(
+    PodSandboxConfig.fromPartial({ metadata: { name: 'p', namespace: 'n', uid: 'u' }, logDirectory: join(dir, 'logs') }),
+    '',
+  );
+  const config = (command: string[], name = 'c') =>
+    ContainerConfig.fromPartial({ metadata: { name }, image: { image: 'busybox' }, command, logPath: `${name}.log` });
+  return { dir, containers, pod, config, seen, cgroups, rootfses };
+}
+
+describe('ContainerService lifecycle', () => {
+  it('runs created → running → exited, logs in the CRI format, and records the exit', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sh', '-c', 'echo hello World; echo oops >&2; exit 3']));
+    expect(c.state).toBe('created');
+    await s.containers.start(c.id);
+    for (let i = 0; i < 100 && !s.seen.includes('stopped'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(c).toMatchObject({ state: 'exited', exitCode: 3, reason: 'Error' });
+    expect(c.finishedAt).toBeGreaterThanOrEqual(c.startedAt);
+    const lines = (await readFile(join(s.dir, 'logs', 'c.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => parseLogEntry(l));
+    expect(lines.map((l) => [l?.stream, l?.text]).sort()).toEqual([
+      ['stderr', 'oops'],
+      ['stdout', 'hello World'],
+    ]);
+    expect(s.seen).toEqual(['created', 'started', 'stopped']);
+  });
+
+  it('stops a container that ignores SIGTERM with SIGKILL after the timeout: 137', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sh', '-c', "trap '' TERM; while :; do sleep 0.1; done"]));
+    await s.containers.start(c.id);
+    await new Promise((r) => setTimeout(r, 100));
+    await s.containers.stop(c.id, 1);
+    expect(c).toMatchObject({ state: 'exited', exitCode: 137 });
+  });
+
+  it('removes a running container with everything it had; remove and stop are idempotent', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sleep', '30']));
+    await s.containers.start(c.id);
+    await s.containers.remove(c.id);
+    await s.containers.remove(c.id);
+    await s.containers.stop(c.id, 0);
+    expect(s.cgroups.size).toBe(0);
+    expect(s.rootfses.size).toBe(0);
+    expect(s.containers.list()).toEqual([]);
+    await expect(s.containers.get(c.id)).rejects.toThrow(NotFoundError);
+    expect(s.seen).toEqual(['created', 'started', 'stopped', 'deleted']);
+  });
+
+  it('refuses the same name and attempt twice in a pod, and an unknown image', async () => {
+    const s = await setUp();
+    await s.containers.create(s.pod.id, s.config(['true']));
+    await expect(s.containers.create(s.pod.id, s.config(['true']))).rejects.toThrow(/reserved/);
+    const unknown = ContainerConfig.fromPartial({ metadata: { name: 'x' }, image: { image: 'nope' } });
+    await expect(s.containers.create(s.pod.id, unknown)).rejects.toThrow(NotFoundError);
+  });
+
+  it('ExecSync returns output and exit code, and kills the command on timeout', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sleep', '30']));
+    await s.containers.start(c.id);
+    const result = await s.containers.execSync(c.id, ['sh', '-c', 'printf hello; exit 2'], 5);
+    expect(result).toMatchObject({ exitCode: 2 });
+    expect(result.stdout.toString()).toBe('hello');
+    await expect(s.containers.execSync(c.id, ['sleep', '4321'], 1)).rejects.toThrow(DeadlineExceededError);
+    await s.containers.remove(c.id);
+    await expect(s.containers.execSync(c.id, ['true'], 1)).rejects.toThrow(NotFoundError);
+  });
+
+  it('refuses to start a container twice or to reopen the log of one that is not running', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['true']));
+    await expect(s.containers.reopenLog(c.id)).rejects.toThrow(FailedPreconditionError);
+    await s.containers.start(c.id);
+    await expect(s.containers.start(c.id)).rejects.toThrow(FailedPreconditionError);
+  });
+});

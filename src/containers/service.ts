@@ -1,0 +1,384 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config/config.js';
+import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import type { ContainerEvents } from '../events.js';
+import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } from '../generated/api.js';
+import { KeyedLock } from '../lock.js';
+import { log } from '../log.js';
+import { processStartTime, signalProcess } from '../os/proc-stat.js';
+import { Rollback } from '../rollback.js';
+import { podFiles } from '../sandbox/pod-files.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import type { SandboxService } from '../sandbox/service.js';
+import { IdStore, newId } from '../store.js';
+import { containerName, exitReason, transition, type Container, type ContainerState } from './container.js';
+import { ContainerLogWriter } from './logs.js';
+import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit } from './ports.js';
+import { containerArgv, containerEnv, containerWorkingDir } from './process-spec.js';
+import { deleteContainerDir, loadContainers, saveContainer } from './state.js';
+
+export interface ContainerDeps {
+  config: Pick<Config, 'rootDir'>;
+  sandboxes: SandboxService;
+  images: ImagePort;
+  cgroups: CgroupPort;
+  launcher: LauncherPort;
+  events: ContainerEvents;
+  /** The pod cgroup a sandbox's containers go into. */
+  podCgroup(sandbox: Sandbox): string;
+}
+
+export interface ContainerFilter {
+  id?: string;
+  sandboxId?: string;
+  state?: ContainerState;
+  labelSelector?: Record<string, string>;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/** What a running container holds in memory: its log writer and the wait for its exit. */
+interface Live {
+  logs: ContainerLogWriter | undefined;
+  exited: Promise<void>;
+}
+
+const now = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+/**
+ * Containers: processes started in their pod's namespaces, each in its own cgroup and root
+ * filesystem, logging in the CRI format. Knows nothing of gRPC.
+ */
+export class ContainerService {
+  readonly store = new IdStore<Container>('container');
+  private readonly live = new Map<string, Live>();
+  private readonly locks = new KeyedLock();
+
+  constructor(private readonly deps: ContainerDeps) {}
+
+  async load(): Promise<void> {
+    for (const container of await loadContainers(this.deps.config.rootDir)) {
+      this.store.add(container);
+      this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
+      this.refresh(container);
+    }
+  }
+
+  /** CreateContainer: a record, a rootfs over the image and a log file; no process yet. */
+  async create(sandboxId: string, config: ContainerConfig): Promise<Container> {
+    const sandbox = await this.deps.sandboxes.get(sandboxId);
+    if (sandbox.state !== 'ready') throw new FailedPreconditionError(`sandbox "${sandbox.id}" is not ready`);
+    if (config.metadata === undefined || config.metadata.name === '')
+      throw new InvalidArgumentError('container config: metadata.name is required');
+    const imageRef = config.image?.image ?? '';
+    if (imageRef === '') throw new InvalidArgumentError('container config: image.image is required');
+    const image = this.deps.images.resolve(imageRef);
+    if (image === undefined) throw new NotFoundError(`image "${imageRef}" not found: pull it first`);
+    if (config.logPath !== '' && isAbsolute(config.logPath))
+      throw new InvalidArgumentError(`log_path "${config.logPath}" must be relative to the pod's log_directory`);
+    // Fail now, not at start, on a command or working dir that cannot be.
+    containerArgv(config, image);
+    containerWorkingDir(config, image);
+
+    const id = newId();
+    const name = containerName(sandbox.id, config);
+    return Rollback.run(async (rollback) => {
+      this.store.reserveName(name, id);
+      rollback.push('release the name', () => {
+        this.store.releaseName(name);
+        return Promise.resolve();
+      });
+      const dir = join(this.deps.config.rootDir, 'containers', id);
+      await mkdir(dir, { recursive: true });
+      rollback.push('remove the container folder', () => rm(dir, { recursive: true, force: true }));
+      const rootfs = await this.deps.images.createRootfs(image.id, id, dir);
+      rollback.push('release the rootfs', () => this.deps.images.releaseRootfs(image.id, id, dir));
+
+      const logDirectory = sandbox.config.logDirectory;
+      const container: Container = {
+        id,
+        sandboxId: sandbox.id,
+        config,
+        imageRef,
+        imageId: image.id,
+        state: 'created',
+        createdAt: now(),
+        startedAt: 0n,
+        finishedAt: 0n,
+        exitCode: 0,
+        reason: '',
+        message: '',
+        process: undefined,
+        logPath: config.logPath !== '' && logDirectory !== '' ? join(logDirectory, config.logPath) : '',
+        dir,
+        rootfs,
+        cgroup: '',
+      };
+      await saveContainer(container);
+      this.store.add(container);
+      this.deps.events.publish('created', id, sandbox.id);
+      return container;
+    });
+  }
+
+  private image(container: Container): ContainerImage {
+    const image = this.deps.images.resolve(container.imageId);
+    if (image === undefined)
+      throw new FailedPreconditionError(`image "${container.imageId}" of container "${container.id}" is gone`);
+    return image;
+  }
+
+  /** The pid whose PID namespace a TARGET container joins (namespace_options.target_id). */
+  private targetPid(config: ContainerConfig): number | undefined {
+    const options = config.linux?.securityContext?.namespaceOptions;
+    if (options?.pid !== NamespaceMode.TARGET) return undefined;
+    const target = this.store.get(options.targetId);
+    if (target.state !== 'running' || target.process === undefined) {
+      throw new FailedPreconditionError(`target container "${options.targetId}" is not running`);
+    }
+    return target.process.pid;
+  }
+
+  /** StartContainer: the process, placed in its cgroup before it runs, its output to the log. */
+  async start(idOrPrefix: string): Promise<void> {
+    const container = this.store.get(idOrPrefix);
+    await this.locks.with(container.id, async () => {
+      if (container.state !== 'created')
+        throw new FailedPreconditionError(`container "${container.id}" is ${container.state}, not created`);
+      const sandbox = await this.deps.sandboxes.get(container.sandboxId);
+      if (sandbox.state !== 'ready') throw new FailedPreconditionError(`sandbox "${sandbox.id}" is not ready`);
+      const image = this.image(container);
+      const { config } = container;
+
+      await Rollback.run(async (rollback) => {
+        const cgroup = await this.deps.cgroups.createContainer(
+          this.deps.podCgroup(sandbox),
+          container.id,
+          config.linux?.resources,
+        );
+        rollback.push('remove the cgroup', () => this.deps.cgroups.remove(cgroup));
+        container.cgroup = cgroup;
+        const logs = container.logPath === '' ? undefined : await ContainerLogWriter.open(container.logPath);
+        rollback.push('close the log', () => logs?.close() ?? Promise.resolve());
+
+        const started = await this.deps.launcher.start({
+          containerId: container.id,
+          config,
+          podNamespaces: sandbox.namespaces,
+          podFiles: podFiles(sandbox.dir),
+          podShm: undefined,
+          targetPid: this.targetPid(config),
+          hostname: sandbox.hostname,
+          rootfs: container.rootfs,
+          argv: containerArgv(config, image),
+          env: containerEnv(config, image),
+          cwd: containerWorkingDir(config, image),
+          imageUser: image.user,
+          placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
+        });
+        const startTime = processStartTime(started.pid);
+        container.process = { pid: started.pid, startTime: startTime ?? '' };
+        container.startedAt = now();
+        transition(container, 'running');
+        if (logs !== undefined) {
+          void logs.follow('stdout', started.stdout);
+          void logs.follow('stderr', started.stderr);
+        } else {
+          started.stdout.resume();
+          started.stderr.resume();
+        }
+        const exited = started.exited.then((exit) => this.onExit(container, exit, logs));
+        this.live.set(container.id, { logs, exited });
+        await saveContainer(container);
+      });
+    });
+    this.deps.events.publish('started', container.id, container.sandboxId);
+  }
+
+  private async onExit(container: Container, exit: ProcessExit, logs: ContainerLogWriter | undefined): Promise<void> {
+    await logs?.close();
+    // An OOM kill is the kernel's SIGKILL; the cgroup's oom_kill counter tells it apart.
+    const oomKilled =
+      exit.signal === 'SIGKILL' &&
+      container.cgroup !== '' &&
+      (await this.deps.cgroups.oomKilled(container.cgroup).catch(() => false));
+    container.exitCode = exit.exitCode;
+    container.reason = exitReason(exit.exitCode, oomKilled);
+    container.finishedAt = now();
+    container.process = undefined;
+    transition(container, 'exited');
+    await this.killLeftovers(container);
+    await saveContainer(container).catch((err: unknown) =>
+      log.error({ err, containerId: container.id }, 'failed to save an exited container'),
+    );
+    this.deps.events.publish('stopped', container.id, container.sandboxId);
+  }
+
+  /** Processes the main process left in its cgroup (children in a shared PID namespace). */
+  private async killLeftovers(container: Container): Promise<void> {
+    if (container.cgroup === '') return;
+    const pids = await this.deps.cgroups.pids(container.cgroup).catch(() => []);
+    for (const pid of pids) signalProcess(pid, 'SIGKILL');
+  }
+
+  /**
+   * StopContainer: the stop signal (the config's, else the image's STOPSIGNAL, else SIGTERM),
+   * then SIGKILL after `timeoutSeconds`. Idempotent: an unknown or exited container is fine.
+   */
+  async stop(idOrPrefix: string, timeoutSeconds: number): Promise<void> {
+    const container = this.store.find(idOrPrefix);
+    if (container === undefined) return;
+    await this.locks.with(container.id, async () => {
+      if (container.state === 'created') {
+        transition(container, 'exited');
+        container.finishedAt = now();
+        await saveContainer(container);
+        return;
+      }
+      const live = this.live.get(container.id);
+      const process = container.process;
+      if (container.state !== 'running' || process === undefined) return;
+      const signal = this.stopSignal(container);
+      signalProcess(process.pid, signal);
+      const exited = live?.exited ?? this.waitGone(process.pid, process.startTime);
+      const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutSeconds * 1000).then(() => true)]);
+      if (timedOut) {
+        log.info({ containerId: container.id, signal, timeoutSeconds }, 'container did not stop in time: SIGKILL');
+        signalProcess(process.pid, 'SIGKILL');
+        await this.killLeftovers(container);
+        await exited;
+      }
+    });
+  }
+
+  private stopSignal(container: Container): NodeJS.Signals {
+    const image = this.deps.images.resolve(container.imageId);
+    const fromImage = image?.stopSignal ?? '';
+    return (fromImage !== '' ? fromImage : 'SIGTERM') as NodeJS.Signals;
+  }
+
+  private async waitGone(pid: number, startTime: string): Promise<void> {
+    while (processStartTime(pid) === startTime) await sleep(20);
+  }
+
+  /** RemoveContainer: stops it if running, then its rootfs, cgroup and state. Idempotent. */
+  async remove(idOrPrefix: string): Promise<void> {
+    const container = this.store.find(idOrPrefix);
+    if (container === undefined) return;
+    await this.stop(container.id, 0);
+    await this.locks.with(container.id, async () => {
+      await this.live.get(container.id)?.exited;
+      if (container.cgroup !== '') await this.deps.cgroups.remove(container.cgroup);
+      await this.deps.images.releaseRootfs(container.imageId, container.id, container.dir);
+      await deleteContainerDir(container);
+      this.live.delete(container.id);
+      this.store.delete(container.id);
+      this.store.releaseName(containerName(container.sandboxId, container.config));
+    });
+    this.deps.events.publish('deleted', container.id, container.sandboxId);
+  }
+
+  async get(idOrPrefix: string): Promise<Container> {
+    const container = this.store.get(idOrPrefix);
+    this.refresh(container);
+    return Promise.resolve(container);
+  }
+
+  list(filter: ContainerFilter = {}): Container[] {
+    const candidates =
+      filter.id !== undefined && filter.id !== ''
+        ? [this.store.find(filter.id)].filter((c) => c !== undefined)
+        : this.store.all();
+    return candidates.filter((container) => {
+      this.refresh(container);
+      if (filter.sandboxId !== undefined && filter.sandboxId !== '' && !container.sandboxId.startsWith(filter.sandboxId))
+        return false;
+      if (filter.state !== undefined && container.state !== filter.state) return false;
+      const labels = container.config.labels;
+      return Object.entries(filter.labelSelector ?? {}).every(([key, value]) => labels[key] === value);
+    });
+  }
+
+  /** Stops every container of a pod (StopPodSandbox); `remove` also deletes them (RemovePodSandbox). */
+  async stopAll(sandboxId: string, remove: boolean): Promise<void> {
+    for (const container of this.list({ sandboxId })) {
+      if (remove) await this.remove(container.id);
+      else await this.stop(container.id, 0);
+    }
+  }
+
+  /** ReopenContainerLog: new output goes to a fresh file at the log path (the kubelet rotated it). */
+  async reopenLog(idOrPrefix: string): Promise<void> {
+    const container = this.store.get(idOrPrefix);
+    const logs = this.live.get(container.id)?.logs;
+    if (container.state !== 'running' || logs === undefined) {
+      throw new FailedPreconditionError(`container "${container.id}" is not running: its log cannot be reopened`);
+    }
+    await logs.reopen();
+  }
+
+  /** UpdateContainerResources: new limits on the container's cgroup. */
+  async updateResources(idOrPrefix: string, resources: LinuxContainerResources): Promise<void> {
+    const container = this.store.get(idOrPrefix);
+    if (container.state !== 'running' || container.cgroup === '') {
+      throw new FailedPreconditionError(`container "${container.id}" is not running`);
+    }
+    await this.deps.cgroups.update(container.cgroup, resources);
+    container.config.linux = { securityContext: container.config.linux?.securityContext, resources };
+    await saveContainer(container);
+  }
+
+  /**
+   * ExecSync: a command in the container's namespaces, root and cgroup; its output and exit
+   * code. With a timeout the command is killed when it runs out (CRI: DeadlineExceeded).
+   */
+  async execSync(idOrPrefix: string, argv: string[], timeoutSeconds: number): Promise<ExecResult> {
+    const container = this.store.get(idOrPrefix);
+    if (container.state !== 'running' || container.process === undefined) {
+      throw new FailedPreconditionError(`container "${container.id}" is not running`);
+    }
+    if (argv.length === 0) throw new InvalidArgumentError('exec: cmd must not be empty');
+    const cgroup = container.cgroup;
+    const process = await this.deps.launcher.exec({
+      containerPid: container.process.pid,
+      config: container.config,
+      imageUser: this.image(container).user,
+      argv,
+      tty: false,
+      placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    process.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    process.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    process.stdin?.end();
+    const timeout =
+      timeoutSeconds > 0 ? sleep(timeoutSeconds * 1000).then(() => 'timeout' as const) : new Promise<never>(() => undefined);
+    const result = await Promise.race([process.exited, timeout]);
+    if (result === 'timeout') {
+      signalProcess(process.pid, 'SIGKILL');
+      await process.exited;
+      throw new DeadlineExceededError(`command ${JSON.stringify(argv)} timed out after ${timeoutSeconds}s`);
+    }
+    return { exitCode: result.exitCode, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) };
+  }
+
+  /** A running container whose process is gone (icetray was restarted meanwhile) is exited. */
+  private refresh(container: Container): void {
+    if (container.state !== 'running' || container.process === undefined || this.live.has(container.id)) return;
+    if (processStartTime(container.process.pid) === container.process.startTime) return;
+    transition(container, 'exited');
+    container.finishedAt = now();
+    container.exitCode = -1;
+    container.reason = 'Unknown';
+    container.message = 'the process ended while icetray was not running: its exit code is unknown';
+    container.process = undefined;
+    void saveContainer(container);
+  }
+}
