@@ -19,7 +19,7 @@ export default tseslint.config(
   {
     // Domain modules know nothing of gRPC; only src/os/ spawns processes.
     files: ['src/**/*.ts'],
-    ignores: ['src/server/**', 'src/os/**'],
+    ignores: ['src/server/**', 'src/os/**', 'src/**/*.test.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
