@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { IcetrayError, messageOf } from '../errors.js';
 import { configShow, CONFIG_SHOW_HELP, CONFIG_SHOW_OPTIONS } from './config-show.js';
+import { doctor, DOCTOR_HELP, DOCTOR_OPTIONS } from './doctor.js';
 import { serve, SERVE_HELP, SERVE_OPTIONS } from './serve.js';
 
 /** Exit codes scripts can rely on. */
@@ -14,6 +15,7 @@ Usage: icetray <command> [options]
 Commands:
   serve         serve the CRI runtime and image services on a Unix socket
   config show   print the config in force and where each value came from
+  doctor        check that this node can run pods, with the fix for each problem
 
 Run "icetray <command> --help" for a command's options.
 `;
@@ -27,6 +29,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: { help: SERVE_HELP, options: SERVE_OPTIONS, run: serve },
   'config show': { help: CONFIG_SHOW_HELP, options: CONFIG_SHOW_OPTIONS, run: configShow },
+  doctor: { help: DOCTOR_HELP, options: DOCTOR_OPTIONS, run: doctor },
 };
 
 async function main(argv: string[]): Promise<number> {

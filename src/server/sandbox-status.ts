@@ -1,8 +1,8 @@
-import { PodSandboxStatus, PodSandboxStatusResponse, type PodSandboxStatusRequest } from '../generated/api.js';
+import { PodSandboxStatusResponse, type PodSandboxStatusRequest } from '../generated/api.js';
 import { namespaceInode } from '../os/proc-stat.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { Runtime } from './runtime.js';
-import { SANDBOX_STATES } from './sandbox-convert.js';
+import { toPodSandboxStatus } from './sandbox-convert.js';
 
 /** The verbose `info` of a sandbox: what holds the pod, where, and what CNI said. */
 async function verboseInfo(runtime: Runtime, sandbox: Sandbox): Promise<Record<string, string>> {
@@ -31,28 +31,10 @@ async function verboseInfo(runtime: Runtime, sandbox: Sandbox): Promise<Record<s
   return { info: JSON.stringify(info) };
 }
 
-/**
- * PodSandboxStatus: state, IP and namespace options of one pod. The namespace options are
- * echoed back as given: the kubelet compares them with the pod spec and recreates a sandbox
- * whose options differ.
- */
+/** PodSandboxStatus: state, IP and namespace options of one pod; verbose adds what holds it. */
 export async function podSandboxStatus(runtime: Runtime, request: PodSandboxStatusRequest): Promise<PodSandboxStatusResponse> {
   const sandbox = await runtime.sandboxes.get(request.podSandboxId);
-  const ready = sandbox.state === 'ready';
-  const status = PodSandboxStatus.create({
-    id: sandbox.id,
-    metadata: sandbox.config.metadata,
-    state: SANDBOX_STATES[sandbox.state],
-    createdAt: sandbox.createdAt,
-    network: {
-      ip: ready ? (sandbox.network?.ip ?? '') : '',
-      additionalIps: ready ? (sandbox.network?.additionalIps ?? []).map((ip) => ({ ip })) : [],
-    },
-    linux: { namespaces: { options: sandbox.config.linux?.securityContext?.namespaceOptions } },
-    labels: sandbox.config.labels,
-    annotations: sandbox.config.annotations,
-    runtimeHandler: sandbox.runtimeHandler,
-  });
+  const status = toPodSandboxStatus(sandbox);
   return PodSandboxStatusResponse.create({
     status,
     info: request.verbose ? await verboseInfo(runtime, sandbox) : {},
