@@ -1,11 +1,16 @@
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import type { CriProbe } from '../doctor/cri-checks.js';
-import { ImageServiceClient, RuntimeServiceClient } from '../generated/api.js';
+import { ImageServiceClient, RuntimeServiceClient, type PodSandboxStatusResponse } from '../generated/api.js';
+
+/** The CRI calls the CLI commands make (doctor's probe, and explain's look-ups). */
+export interface CliCri extends CriProbe {
+  podSandboxStatus(id: string): Promise<PodSandboxStatusResponse>;
+}
 
 const DEADLINE_MS = 5_000;
 const deadline = (): Date => new Date(Date.now() + DEADLINE_MS);
 
-export function connectCri(socket: string): CriProbe {
+export function connectCri(socket: string): CliCri {
   const address = `unix://${socket}`;
   const runtime = new RuntimeServiceClient(address, credentials.createInsecure());
   const image = new ImageServiceClient(address, credentials.createInsecure());
@@ -24,6 +29,12 @@ export function connectCri(socket: string): CriProbe {
           new Metadata(),
           { deadline: deadline() },
           (err, res) => (err ? reject(err) : resolve(res)),
+        );
+      }),
+    podSandboxStatus: (id) =>
+      new Promise((resolve, reject) => {
+        runtime.podSandboxStatus({ podSandboxId: id, verbose: true }, new Metadata(), { deadline: deadline() }, (err, res) =>
+          err ? reject(err) : resolve(res),
         );
       }),
     v1alpha2Code: () =>

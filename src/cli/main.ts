@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { IcetrayError, messageOf } from '../errors.js';
 import { configShow, CONFIG_SHOW_HELP, CONFIG_SHOW_OPTIONS } from './config-show.js';
 import { doctor, DOCTOR_HELP, DOCTOR_OPTIONS } from './doctor.js';
+import { explain, EXPLAIN_HELP, EXPLAIN_OPTIONS } from './explain.js';
 import { serve, SERVE_HELP, SERVE_OPTIONS } from './serve.js';
 
 /** Exit codes scripts can rely on. */
@@ -16,6 +17,7 @@ Commands:
   serve         serve the CRI runtime and image services on a Unix socket
   config show   print the config in force and where each value came from
   doctor        check that this node can run pods, with the fix for each problem
+  explain pod   show what holds a pod, read from the live system
 
 Run "icetray <command> --help" for a command's options.
 `;
@@ -23,13 +25,17 @@ Run "icetray <command> --help" for a command's options.
 interface Command {
   help: string;
   options: NonNullable<ParseArgsConfig['options']>;
-  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+  /** Takes the command's flags and its positional arguments (commands without any ignore them). */
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  /** Whether it takes positional arguments (ids); the others reject stray words. */
+  positionals?: boolean;
 }
 
 const COMMANDS: Record<string, Command> = {
   serve: { help: SERVE_HELP, options: SERVE_OPTIONS, run: serve },
   'config show': { help: CONFIG_SHOW_HELP, options: CONFIG_SHOW_OPTIONS, run: configShow },
   doctor: { help: DOCTOR_HELP, options: DOCTOR_OPTIONS, run: doctor },
+  explain: { help: EXPLAIN_HELP, options: EXPLAIN_OPTIONS, run: explain, positionals: true },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -46,12 +52,14 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.usage;
   }
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    values = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: rest,
       options: { ...command.options, help: { type: 'boolean', short: 'h' } },
       strict: true,
-    }).values;
+      allowPositionals: command.positionals === true,
+    }));
   } catch (err) {
     process.stderr.write(`icetray ${name}: ${messageOf(err)}\n\n${command.help}`);
     return EXIT.usage;
@@ -60,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(command.help);
     return EXIT.ok;
   }
-  return command.run(values);
+  return command.run(values, positionals);
 }
 
 main(process.argv.slice(2)).then(
