@@ -1,11 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors.js';
 import { DEFAULTS, loadConfig, parseConfigText } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'icetray-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function file(text: string): string {
   const path = join(dir, `${Math.random().toString(36).slice(2)}.toml`);
   writeFileSync(path, text);

@@ -1,12 +1,14 @@
-import { mkdtemp, readFile, rename } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../../test/helpers/temp.js';
 import { ContainerLogWriter, formatLogEntry, logTimestamp, MAX_LOG_LINE, parseLogEntry } from './logs.js';
 
+const tempDir = useTempDirs('icetray-logs-');
+
 async function logFile(): Promise<string> {
-  return join(await mkdtemp(join(tmpdir(), 'icetray-logs-')), 'pod', 'c.log');
+  return join(await tempDir(), 'pod', 'c.log');
 }
 
 function entries(text: string) {

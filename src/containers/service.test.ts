@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../../test/helpers/temp.js';
 import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from '../errors.js';
 import { ContainerEvents, type ContainerEventType } from '../events.js';
 import { ContainerConfig, PodSandboxConfig } from '../generated/api.js';
@@ -31,8 +31,10 @@ function hostProcess(argv: string[]): RunningProcess {
   };
 }
 
+const tempDir = useTempDirs('icetray-containers-');
+
 async function setUp() {
-  const dir = await mkdtemp(join(tmpdir(), 'icetray-containers-'));
+  const dir = await tempDir();
   const events = new ContainerEvents();
   const seen: ContainerEventType[] = [];
   events.subscribe((event) => seen.push(event.type));

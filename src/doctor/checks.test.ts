@@ -1,12 +1,10 @@
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../../test/helpers/temp.js';
 import { checkIpForward, checkKubeletDriver, checkSystemd } from './checks.js';
 
-async function dir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'icetray-doctor-'));
-}
+const dir = useTempDirs('icetray-doctor-');
 
 async function procSys(ipForward: string): Promise<string> {
   const root = await dir();

@@ -1,7 +1,7 @@
-import { mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../../test/helpers/temp.js';
 import { AlreadyExistsError, InvalidArgumentError, UnavailableError } from '../errors.js';
 import { PodSandboxConfig } from '../generated/api.js';
 import type { NamespacePinner } from './namespaces.js';
@@ -43,8 +43,10 @@ function fakes(options: { failNetwork?: boolean } = {}) {
   return { live, pause, pinner, network };
 }
 
+const tempDir = useTempDirs('icetray-sandbox-');
+
 async function service(options: { failNetwork?: boolean } = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'icetray-sandbox-'));
+  const dir = await tempDir();
   const f = fakes(options);
   const config = { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'registry.k8s.io/pause:3.10' };
   return { dir, config, ...f, sandboxes: new SandboxService({ config, pause: f.pause, pinner: f.pinner, network: f.network }) };
