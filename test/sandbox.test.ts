@@ -87,6 +87,8 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
       // The pin is the same namespace as pause's.
       expect(namespaces[ns]?.inode).toBe(inode(`/proc/${pid}/ns/${ns}`));
     }
+    // The pod's /dev/shm, a tmpfs its containers will share.
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).toMatch(new RegExp(`/sandboxes/${id}/shm .* - tmpfs shm `));
   });
 
   it('echoes metadata, labels, annotations and namespace options back', async () => {

@@ -48,6 +48,7 @@ async function setUp() {
       stop: () => Promise.resolve(),
     },
     pinner: { pin: (_pid, ns, d) => Promise.resolve(join(d, ns)), unpin: () => Promise.resolve() },
+    shm: { mount: () => Promise.resolve(), unmount: () => Promise.resolve() },
     network: {
       setUp: () => Promise.resolve({ name: '', ip: '', additionalIps: [], result: undefined }),
       check: () => Promise.resolve(),

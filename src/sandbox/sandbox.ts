@@ -47,6 +47,8 @@ export interface Sandbox {
   hostname: string;
   /** Where the pod's resolv.conf, hosts and hostname files live. */
   dir: string;
+  /** The pod's /dev/shm (a tmpfs its containers share), when it has its own IPC namespace. */
+  shm: string | undefined;
 }
 
 const TRANSITIONS: Record<SandboxState, readonly SandboxState[]> = {

@@ -40,7 +40,8 @@ function fakes(options: { failNetwork?: boolean } = {}) {
     check: () => Promise.resolve(),
     tearDown: (pod) => Promise.resolve(void live.networks.delete(pod.sandboxId)),
   };
-  return { live, pause, pinner, network };
+  const shm = { mount: () => Promise.resolve(), unmount: () => Promise.resolve() };
+  return { live, pause, pinner, shm, network };
 }
 
 const tempDir = useTempDirs('icetray-sandbox-');
@@ -49,7 +50,12 @@ async function service(options: { failNetwork?: boolean } = {}) {
   const dir = await tempDir();
   const f = fakes(options);
   const config = { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'registry.k8s.io/pause:3.10' };
-  return { dir, config, ...f, sandboxes: new SandboxService({ config, pause: f.pause, pinner: f.pinner, network: f.network }) };
+  return {
+    dir,
+    config,
+    ...f,
+    sandboxes: new SandboxService({ config, pause: f.pause, pinner: f.pinner, shm: f.shm, network: f.network }),
+  };
 }
 
 const pod = (name = 'web') =>
@@ -90,7 +96,7 @@ describe('SandboxService', () => {
   it('reloads sandboxes from disk, with config and times intact', async () => {
     const s = await service();
     const sandbox = await s.sandboxes.run(pod(), '');
-    const again = new SandboxService({ config: s.config, pause: s.pause, pinner: s.pinner, network: s.network });
+    const again = new SandboxService({ config: s.config, pause: s.pause, pinner: s.pinner, shm: s.shm, network: s.network });
     await again.load();
     const reloaded = await again.get(sandbox.id.slice(0, 8));
     expect(reloaded.config).toEqual(sandbox.config);

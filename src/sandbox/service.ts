@@ -11,6 +11,7 @@ import { IdStore, newId } from '../store.js';
 import type { NamespacePinner } from './namespaces.js';
 import type { PodAttachment, PodNetworkManager } from './network.js';
 import type { PauseLauncher } from './pause.js';
+import type { ShmMounter } from './shm.js';
 import { writePodFiles } from './pod-files.js';
 import { podNamespaces, sandboxName, transition, type PodNamespace, type Sandbox, type SandboxState } from './sandbox.js';
 import { deleteSandboxDir, loadSandboxes, sandboxesDir, saveSandbox } from './state.js';
@@ -23,6 +24,7 @@ export interface SandboxDeps {
   config: Pick<Config, 'rootDir' | 'stateDir' | 'pauseImage'>;
   pause: PauseLauncher;
   pinner: NamespacePinner;
+  shm: ShmMounter;
   network: PodNetworkManager;
 }
 
@@ -119,6 +121,15 @@ export class SandboxService {
         rollback.push(`unpin ${ns}`, () => this.deps.pinner.unpin(pin));
       }
 
+      // A pod with its own IPC namespace gets its own /dev/shm for its containers to share.
+      let shm: string | undefined;
+      if (namespaces.ipc !== undefined) {
+        const path = join(pinDir, '..', 'shm');
+        await this.deps.shm.mount(path);
+        shm = path;
+        rollback.push('unmount /dev/shm', () => this.deps.shm.unmount(path));
+      }
+
       const sandbox: Sandbox = {
         id,
         config,
@@ -131,6 +142,7 @@ export class SandboxService {
         network: undefined,
         hostname,
         dir,
+        shm,
       };
       // A hostNetwork pod has no netns of its own, so no CNI: it uses the node's addresses.
       if (namespaces.net !== undefined) {
@@ -167,6 +179,7 @@ export class SandboxService {
     await this.stop(found.id);
     await this.locks.with(found.id, async () => {
       for (const pin of Object.values(found.namespaces)) await this.deps.pinner.unpin(pin);
+      if (found.shm !== undefined) await this.deps.shm.unmount(found.shm);
       await rm(join(this.pinDir(found.id), '..'), { recursive: true, force: true });
       await deleteSandboxDir(found);
       this.store.delete(found.id);

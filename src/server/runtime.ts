@@ -6,6 +6,7 @@ import { bindMountPinner } from '../sandbox/namespaces.js';
 import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
 import { nativePauseLauncher } from '../sandbox/pause.js';
 import { SandboxService } from '../sandbox/service.js';
+import { tmpfsShm } from '../sandbox/shm.js';
 
 /**
  * What every RPC handler is handed: the config in force and the node-level services built
@@ -32,6 +33,7 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     config,
     pause: nativePauseLauncher(pauseBinary),
     pinner: bindMountPinner,
+    shm: tmpfsShm,
     network: cniNetworkManager(config),
   });
   await sandboxes.load();
