@@ -21,6 +21,8 @@ run_packages=(
 )
 test_packages=(
   "ping:iputils-ping"                        # pods ping each other in the sandbox tests
+  "/lib/systemd/systemd:systemd"             # the systemd cgroup driver's tests boot a real systemd
+  "dbus-daemon:dbus"                         # … with a system bus inside it
 )
 
 wanted=("${run_packages[@]}")

@@ -87,6 +87,9 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
       // The pin is the same namespace as pause's.
       expect(namespaces[ns]?.inode).toBe(inode(`/proc/${pid}/ns/${ns}`));
     }
+    // pause sits in its own cgroup inside the pod's, laid out as the kubelet does (cgroupfs).
+    const config = (await t.cri.runtime.podSandboxStatus({ podSandboxId: id })).status?.metadata;
+    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:memory:/kubepods/burstable/pod${config?.uid ?? ''}/${id}\n`);
     // The pod's /dev/shm, a tmpfs its containers will share.
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).toMatch(new RegExp(`/sandboxes/${id}/shm .* - tmpfs shm `));
   });
@@ -240,8 +243,10 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
     expect(hostname.stdout.trim()).toBe(config.hostname);
   });
 
-  it('stop releases the IP and stops pause; remove leaves no pin, veth, lease or process', async () => {
-    const id = await run(podConfig());
+  it('stop releases the IP and stops pause; remove leaves no pin, veth, lease, cgroup or process', async () => {
+    const config = podConfig();
+    const uid = config.metadata?.uid ?? '';
+    const id = await run(config);
     const before = await info(id);
     const veth = before.network?.result.interfaces.find((i) => i.name.startsWith('veth'))?.name ?? '';
     expect(veth).not.toBe('');
@@ -260,6 +265,7 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(id);
     expect(existsSync(before.podDir)).toBe(false);
     expect(existsSync(join(t.runtime.loaded.config.stateDir, 'sandboxes', id))).toBe(false);
+    expect(existsSync(`/sys/fs/cgroup/memory/kubepods/burstable/pod${uid}`)).toBe(false);
   });
 
   it('stop and remove are idempotent, unknown ids included', async () => {

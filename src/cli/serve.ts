@@ -43,6 +43,7 @@ export async function serve(values: Values): Promise<number> {
     process.once('SIGINT', shutdown);
   });
   await server.stop();
+  await runtime.close();
   log.info('stopped');
   return 0;
 }

@@ -49,6 +49,13 @@ async function setUp() {
     },
     pinner: { pin: (_pid, ns, d) => Promise.resolve(join(d, ns)), unpin: () => Promise.resolve() },
     shm: { mount: () => Promise.resolve(), unmount: () => Promise.resolve() },
+    cgroups: {
+      name: 'cgroupfs',
+      createPod: () => Promise.resolve('/pod'),
+      createContainer: () => Promise.resolve('/pod/pause'),
+      addProcess: () => Promise.resolve(),
+      remove: () => Promise.resolve(),
+    },
     network: {
       setUp: () => Promise.resolve({ name: '', ip: '', additionalIps: [], result: undefined }),
       check: () => Promise.resolve(),

@@ -49,6 +49,8 @@ export interface Sandbox {
   dir: string;
   /** The pod's /dev/shm (a tmpfs its containers share), when it has its own IPC namespace. */
   shm: string | undefined;
+  /** The pod's cgroup (its containers' go inside) and pause's, as the cgroup driver named them. */
+  cgroup: { pod: string; pause: string };
 }
 
 const TRANSITIONS: Record<SandboxState, readonly SandboxState[]> = {

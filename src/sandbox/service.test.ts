@@ -8,11 +8,11 @@ import type { NamespacePinner } from './namespaces.js';
 import type { PodNetworkManager } from './network.js';
 import type { PauseLauncher } from './pause.js';
 import type { PauseProcess } from './sandbox.js';
-import { SandboxService } from './service.js';
+import { SandboxService, type PodCgroups } from './service.js';
 
 /** Fakes that record what is alive, so a test can see what a failed create left behind. */
 function fakes(options: { failNetwork?: boolean } = {}) {
-  const live = { pauses: new Set<number>(), pins: new Set<string>(), networks: new Set<string>() };
+  const live = { pauses: new Set<number>(), pins: new Set<string>(), networks: new Set<string>(), cgroups: new Set<string>() };
   let nextPid = 1000;
   const pause: PauseLauncher = {
     start: () => {
@@ -41,7 +41,14 @@ function fakes(options: { failNetwork?: boolean } = {}) {
     tearDown: (pod) => Promise.resolve(void live.networks.delete(pod.sandboxId)),
   };
   const shm = { mount: () => Promise.resolve(), unmount: () => Promise.resolve() };
-  return { live, pause, pinner, shm, network };
+  const cgroups: PodCgroups = {
+    name: 'cgroupfs',
+    createPod: (spec) => Promise.resolve(void live.cgroups.add(`pod-${spec.sandboxId}`)).then(() => `pod-${spec.sandboxId}`),
+    createContainer: (pod, id) => Promise.resolve(void live.cgroups.add(`${pod}/${id}`)).then(() => `${pod}/${id}`),
+    addProcess: () => Promise.resolve(),
+    remove: (cgroup) => Promise.resolve(void live.cgroups.delete(cgroup)),
+  };
+  return { live, pause, pinner, shm, network, cgroups };
 }
 
 const tempDir = useTempDirs('icetray-sandbox-');
@@ -54,7 +61,14 @@ async function service(options: { failNetwork?: boolean } = {}) {
     dir,
     config,
     ...f,
-    sandboxes: new SandboxService({ config, pause: f.pause, pinner: f.pinner, shm: f.shm, network: f.network }),
+    sandboxes: new SandboxService({
+      config,
+      pause: f.pause,
+      pinner: f.pinner,
+      shm: f.shm,
+      network: f.network,
+      cgroups: f.cgroups,
+    }),
   };
 }
 
@@ -67,6 +81,7 @@ describe('SandboxService', () => {
     await expect(s.sandboxes.run(pod(), '')).rejects.toThrow('CNI ADD failed');
     expect(s.live.pauses.size).toBe(0);
     expect(s.live.pins.size).toBe(0);
+    expect(s.live.cgroups.size).toBe(0);
     expect(await readdir(join(s.config.rootDir, 'sandboxes'))).toEqual([]);
     // The name was released: a retry is not AlreadyExists (it fails on CNI again instead).
     await expect(s.sandboxes.run(pod(), '')).rejects.toThrow(UnavailableError);
@@ -96,7 +111,14 @@ describe('SandboxService', () => {
   it('reloads sandboxes from disk, with config and times intact', async () => {
     const s = await service();
     const sandbox = await s.sandboxes.run(pod(), '');
-    const again = new SandboxService({ config: s.config, pause: s.pause, pinner: s.pinner, shm: s.shm, network: s.network });
+    const again = new SandboxService({
+      config: s.config,
+      pause: s.pause,
+      pinner: s.pinner,
+      shm: s.shm,
+      network: s.network,
+      cgroups: s.cgroups,
+    });
     await again.load();
     const reloaded = await again.get(sandbox.id.slice(0, 8));
     expect(reloaded.config).toEqual(sandbox.config);
@@ -110,7 +132,7 @@ describe('SandboxService', () => {
     const s = await service();
     const sandbox = await s.sandboxes.run(pod(), '');
     await s.sandboxes.remove(sandbox.id);
-    expect(s.live).toEqual({ pauses: new Set(), pins: new Set(), networks: new Set() });
+    expect(s.live).toEqual({ pauses: new Set(), pins: new Set(), networks: new Set(), cgroups: new Set() });
     expect(await s.sandboxes.list()).toEqual([]);
   });
 });

@@ -1,9 +1,10 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { hostname as nodeHostname } from 'node:os';
 import { join } from 'node:path';
-import type { Config } from '../config/config.js';
+import type { CgroupDriverName, Config } from '../config/config.js';
+import { recordDriver } from '../cgroups/state-record.js';
 import { InvalidArgumentError } from '../errors.js';
-import { Protocol, type PodSandboxConfig } from '../generated/api.js';
+import { Protocol, type LinuxContainerResources, type PodSandboxConfig } from '../generated/api.js';
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
 import { Rollback } from '../rollback.js';
@@ -20,12 +21,28 @@ import { validateSysctls } from './sysctls.js';
 /** How long pause gets to exit on SIGTERM before SIGKILL (it exits at once; this is a bound). */
 const PAUSE_GRACE_MS = 2_000;
 
+/** The part of the cgroup driver (src/cgroups/driver.ts) a pod needs. */
+export interface PodCgroups {
+  readonly name: CgroupDriverName;
+  createPod(spec: {
+    podUid: string;
+    sandboxId: string;
+    cgroupParent: string;
+    resources?: LinuxContainerResources | undefined;
+    overhead?: LinuxContainerResources | undefined;
+  }): Promise<string>;
+  createContainer(podCgroup: string, id: string): Promise<string>;
+  addProcess(cgroup: string, pid: number): Promise<void>;
+  remove(cgroup: string): Promise<void>;
+}
+
 export interface SandboxDeps {
   config: Pick<Config, 'rootDir' | 'stateDir' | 'pauseImage'>;
   pause: PauseLauncher;
   pinner: NamespacePinner;
   shm: ShmMounter;
   network: PodNetworkManager;
+  cgroups: PodCgroups;
 }
 
 export interface SandboxFilter {
@@ -97,6 +114,8 @@ export class SandboxService {
     const id = newId();
     const name = sandboxName(config);
 
+    // The first pod fixes the node's cgroup driver (checked at every start).
+    await recordDriver(this.deps.config.rootDir, this.deps.cgroups.name);
     return Rollback.run(async (rollback) => {
       this.store.reserveName(name, id);
       rollback.push('release the name', () => {
@@ -108,9 +127,23 @@ export class SandboxService {
       await mkdir(dir, { recursive: true });
       rollback.push('remove the sandbox folder', () => rm(dir, { recursive: true, force: true }));
 
+      // The pod's cgroup, and pause's inside it as containerd places it; made before pause
+      // starts so that on failure pause is stopped before its cgroup is removed.
+      const podCgroup = await this.deps.cgroups.createPod({
+        podUid: config.metadata?.uid ?? '',
+        sandboxId: id,
+        cgroupParent: config.linux?.cgroupParent ?? '',
+        resources: config.linux?.resources,
+        overhead: config.linux?.overhead,
+      });
+      rollback.push('remove the pod cgroup', () => this.deps.cgroups.remove(podCgroup));
+      const pauseCgroup = await this.deps.cgroups.createContainer(podCgroup, id);
+      rollback.push('remove the pause cgroup', () => this.deps.cgroups.remove(pauseCgroup));
+
       const hostname = owned.includes('uts') && config.hostname !== '' ? config.hostname : nodeHostname();
       const pause = await this.deps.pause.start({ namespaces: owned, hostname, sysctls: config.linux?.sysctls ?? {} });
       rollback.push('stop pause', () => this.deps.pause.stop(pause, PAUSE_GRACE_MS));
+      await this.deps.cgroups.addProcess(pauseCgroup, pause.pid);
 
       const namespaces: Partial<Record<PodNamespace, string>> = {};
       const pinDir = this.pinDir(id);
@@ -143,6 +176,7 @@ export class SandboxService {
         hostname,
         dir,
         shm,
+        cgroup: { pod: podCgroup, pause: pauseCgroup },
       };
       // A hostNetwork pod has no netns of its own, so no CNI: it uses the node's addresses.
       if (namespaces.net !== undefined) {
@@ -180,6 +214,8 @@ export class SandboxService {
     await this.locks.with(found.id, async () => {
       for (const pin of Object.values(found.namespaces)) await this.deps.pinner.unpin(pin);
       if (found.shm !== undefined) await this.deps.shm.unmount(found.shm);
+      await this.deps.cgroups.remove(found.cgroup.pause);
+      await this.deps.cgroups.remove(found.cgroup.pod);
       await rm(join(this.pinDir(found.id), '..'), { recursive: true, force: true });
       await deleteSandboxDir(found);
       this.store.delete(found.id);

@@ -1,6 +1,8 @@
 import { access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
+import { checkDriverRecord } from '../cgroups/state-record.js';
+import { createDriver, type CgroupDriver } from '../cgroups/driver.js';
 import { PAUSE_BINARY } from '../paths.js';
 import { bindMountPinner } from '../sandbox/namespaces.js';
 import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
@@ -18,6 +20,9 @@ export interface Runtime {
   /** Where `/proc/sys` is (tests point it at a folder of their own). */
   readonly procSys: string;
   readonly sandboxes: SandboxService;
+  readonly cgroups: CgroupDriver;
+  /** Releases what the runtime holds open (the systemd D-Bus connection). */
+  close(): Promise<void>;
 }
 
 export interface RuntimeOverrides {
@@ -29,15 +34,19 @@ export interface RuntimeOverrides {
 export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const { config } = loaded;
   const pauseBinary = overrides.pauseBinary ?? PAUSE_BINARY;
+  const cgroups = await createDriver({ name: config.cgroupDriver });
   const sandboxes = new SandboxService({
     config,
     pause: nativePauseLauncher(pauseBinary),
     pinner: bindMountPinner,
     shm: tmpfsShm,
     network: cniNetworkManager(config),
+    cgroups,
   });
   await sandboxes.load();
-  return { loaded, pauseBinary, procSys: overrides.procSys ?? '/proc/sys', sandboxes };
+  // Pods keep the cgroups their driver made: another driver cannot take them over.
+  await checkDriverRecord(config.rootDir, config.cgroupDriver, sandboxes.store.all().length > 0);
+  return { loaded, pauseBinary, procSys: overrides.procSys ?? '/proc/sys', sandboxes, cgroups, close: () => cgroups.close() };
 }
 
 /**

@@ -24,6 +24,7 @@ export async function status(runtime: Runtime, request: StatusRequest): Promise<
       warnings: runtime.loaded.warnings,
     });
     info['cgroupDriver'] = JSON.stringify(config.cgroupDriver);
+    info['cgroupVersion'] = JSON.stringify(runtime.cgroups.version);
     info['pauseImage'] = JSON.stringify(config.pauseImage);
     info['pauseBinary'] = JSON.stringify(runtime.pauseBinary);
     info['socket'] = JSON.stringify(config.socket);

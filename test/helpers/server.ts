@@ -64,6 +64,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     async close() {
       t.cri.close();
       await t.server.stop();
+      await t.runtime.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
