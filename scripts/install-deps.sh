@@ -23,6 +23,12 @@ test_packages=(
   "ping:iputils-ping"                        # pods ping each other in the sandbox tests
   "/lib/systemd/systemd:systemd"             # the systemd cgroup driver's tests boot a real systemd
   "dbus-daemon:dbus"                         # … with a system bus inside it
+  "/bin/busybox:busybox-static"              # test rootfs and critest's fixture images
+  "umoci:umoci"                              # builds the fixture images (OCI layouts)
+  "skopeo:skopeo"                            # pushes them to the loopback registry
+  "/usr/bin/docker-registry:docker-registry" # the loopback registry critest pulls from
+  "setfattr:attr"                            # overlay opaque dirs and file capabilities in layers
+  "curl:curl"
 )
 
 wanted=("${run_packages[@]}")

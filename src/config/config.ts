@@ -4,6 +4,7 @@ import { parse as parseTomlText } from 'smol-toml';
 import { InvalidArgumentError, messageOf } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { flatten, readDialect, type Dialect } from './dialects.js';
+import { DEFAULT_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../images/registry-config.js';
 
 /** The cgroup drivers icetray implements (the kubelet's `cgroupDriver` values). */
 export const CGROUP_DRIVERS = ['cgroupfs', 'systemd'] as const;
@@ -29,6 +30,8 @@ export interface Config {
   /** Turn `net.ipv4.ip_forward` on at start when it is off, instead of only reporting it. */
   enableIpForward: boolean;
   logLevel: LogLevel;
+  /** Registry mirrors and hosts.toml folder, as containerd configures them. */
+  registry: RegistryConfig;
 }
 
 /** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
@@ -62,6 +65,7 @@ export const DEFAULTS: Config = {
   cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
   enableIpForward: true,
   logLevel: 'info',
+  registry: DEFAULT_REGISTRY_CONFIG,
 };
 
 /** The TOML key of each setting: snake_case, as containerd and CRI-O spell theirs. */
@@ -76,6 +80,7 @@ const KEYS: Record<keyof Config, string> = {
   cniBinDirs: 'cni_bin_dirs',
   enableIpForward: 'enable_ip_forward',
   logLevel: 'log_level',
+  registry: 'registry',
 };
 
 export function tomlKey(field: keyof Config): string {
@@ -141,6 +146,7 @@ const CHECKS: Record<keyof Config, Check> = {
   cniBinDirs: absolutePaths,
   enableIpForward: boolean,
   logLevel: oneOf(LOG_LEVELS),
+  registry: (_key, value) => parseRegistryConfig(value),
 };
 
 const FIELDS = Object.keys(KEYS) as (keyof Config)[];
@@ -274,7 +280,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     for (const field of FIELDS) {
       const value = layer[field];
       if (value === undefined) continue;
-      (config as Record<keyof Config, unknown>)[field] = CHECKS[field](KEYS[field], value);
+      // File values were checked as they were read; flags are checked here.
+      (config as Record<keyof Config, unknown>)[field] = source === 'flag' ? CHECKS[field](KEYS[field], value) : value;
       sources[field] = source;
       origins[field] = origin(field);
     }

@@ -40,6 +40,7 @@ const systemdCgroup = (value: unknown): unknown => {
   if (typeof value !== 'boolean') throw new Error('expected true or false');
   return value ? 'systemd' : 'cgroupfs';
 };
+const hostsFolder = (value: unknown): unknown => ({ mirrors: {}, config_path: value });
 const unixAddress = (value: unknown): unknown => (typeof value === 'string' ? value.replace(/^unix:\/\//, '') : value);
 
 const CONTAINERD_V2 = 'plugins."io.containerd.grpc.v1.cri"';
@@ -53,11 +54,13 @@ const CONTAINERD: Record<string, Mapping> = {
   [`${CONTAINERD_V2}.containerd.runtimes.runc.options.SystemdCgroup`]: { field: 'cgroupDriver', convert: systemdCgroup },
   [`${CONTAINERD_V2}.cni.bin_dir`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V2}.cni.conf_dir`]: { field: 'cniConfDir', convert: same },
+  [`${CONTAINERD_V2}.registry.config_path`]: { field: 'registry', convert: hostsFolder },
   [`${CONTAINERD_V3_IMAGES}.pinned_images.sandbox`]: { field: 'pauseImage', convert: same },
   [`${CONTAINERD_V3_RUNTIME}.containerd.runtimes.runc.options.SystemdCgroup`]: { field: 'cgroupDriver', convert: systemdCgroup },
   [`${CONTAINERD_V3_RUNTIME}.cni.bin_dir`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V3_RUNTIME}.cni.bin_dirs`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V3_RUNTIME}.cni.conf_dir`]: { field: 'cniConfDir', convert: same },
+  [`${CONTAINERD_V3_IMAGES}.registry.config_path`]: { field: 'registry', convert: hostsFolder },
 };
 
 /** Keys that say what the file is rather than set anything. */

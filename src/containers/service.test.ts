@@ -49,6 +49,7 @@ async function setUp() {
     },
     pinner: { pin: (_pid, ns, d) => Promise.resolve(join(d, ns)), unpin: () => Promise.resolve() },
     shm: { mount: () => Promise.resolve(), unmount: () => Promise.resolve() },
+    ensurePauseImage: () => Promise.resolve(),
     cgroups: {
       name: 'cgroupfs',
       createPod: () => Promise.resolve('/pod'),

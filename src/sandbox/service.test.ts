@@ -48,7 +48,7 @@ function fakes(options: { failNetwork?: boolean } = {}) {
     addProcess: () => Promise.resolve(),
     remove: (cgroup) => Promise.resolve(void live.cgroups.delete(cgroup)),
   };
-  return { live, pause, pinner, shm, network, cgroups };
+  return { live, pause, pinner, shm, network, cgroups, ensurePauseImage: () => Promise.resolve() };
 }
 
 const tempDir = useTempDirs('icetray-sandbox-');
@@ -68,6 +68,7 @@ async function service(options: { failNetwork?: boolean } = {}) {
       shm: f.shm,
       network: f.network,
       cgroups: f.cgroups,
+      ensurePauseImage: f.ensurePauseImage,
     }),
   };
 }
@@ -118,6 +119,7 @@ describe('SandboxService', () => {
       shm: s.shm,
       network: s.network,
       cgroups: s.cgroups,
+      ensurePauseImage: s.ensurePauseImage,
     });
     await again.load();
     const reloaded = await again.get(sandbox.id.slice(0, 8));

@@ -43,6 +43,8 @@ export interface SandboxDeps {
   shm: ShmMounter;
   network: PodNetworkManager;
   cgroups: PodCgroups;
+  /** Makes sure the pause image is in the image store (pulled when it is a custom one). */
+  ensurePauseImage(): Promise<unknown>;
 }
 
 export interface SandboxFilter {
@@ -116,6 +118,7 @@ export class SandboxService {
 
     // The first pod fixes the node's cgroup driver (checked at every start).
     await recordDriver(this.deps.config.rootDir, this.deps.cgroups.name);
+    await this.deps.ensurePauseImage();
     return Rollback.run(async (rollback) => {
       this.store.reserveName(name, id);
       rollback.push('release the name', () => {

@@ -1,19 +1,16 @@
 import { FilesystemUsage, ImageFsInfoResponse, type ImageFsInfoRequest } from '../generated/api.js';
-import { directoryUsage, imageStoreDir } from '../images/usage.js';
-import type { Runtime } from './runtime.js';
+import type { ImageStore } from '../images/store.js';
 
 /**
- * ImageFsInfo: how much the image store takes. The kubelet's image garbage collection acts on
- * it, and every CRI client (crictl, critest) calls it when it connects, so it answers from the
- * first start on, measuring the store folder even while it is empty.
+ * ImageFsInfo: how much the image store takes (blobs and unpacked layers). The kubelet's image
+ * garbage collection acts on it, and every CRI client (crictl, critest) calls it when it
+ * connects, so it answers from the first start on, even while the store is empty.
  */
-export async function imageFsInfo(runtime: Runtime, _request: ImageFsInfoRequest): Promise<ImageFsInfoResponse> {
-  const mountpoint = imageStoreDir(runtime.loaded.config.rootDir);
-  const usage = await directoryUsage(mountpoint);
-  const now = BigInt(Date.now()) * 1_000_000n;
+export async function imageFsInfo(store: ImageStore, _request: ImageFsInfoRequest): Promise<ImageFsInfoResponse> {
+  const usage = await store.usage();
   const filesystem = FilesystemUsage.create({
-    timestamp: now,
-    fsId: { mountpoint },
+    timestamp: BigInt(Date.now()) * 1_000_000n,
+    fsId: { mountpoint: store.root },
     usedBytes: { value: usage.bytes },
     inodesUsed: { value: usage.inodes },
   });

@@ -3,6 +3,8 @@ import { constants } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { checkDriverRecord } from '../cgroups/state-record.js';
 import { createDriver, type CgroupDriver } from '../cgroups/driver.js';
+import { ImageStore } from '../images/store.js';
+import { imageStoreDir } from '../images/usage.js';
 import { PAUSE_BINARY } from '../paths.js';
 import { bindMountPinner } from '../sandbox/namespaces.js';
 import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
@@ -21,6 +23,7 @@ export interface Runtime {
   readonly procSys: string;
   readonly sandboxes: SandboxService;
   readonly cgroups: CgroupDriver;
+  readonly images: ImageStore;
   /** Releases what the runtime holds open (the systemd D-Bus connection). */
   close(): Promise<void>;
 }
@@ -35,6 +38,12 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
   const { config } = loaded;
   const pauseBinary = overrides.pauseBinary ?? PAUSE_BINARY;
   const cgroups = await createDriver({ name: config.cgroupDriver });
+  const images = await ImageStore.open({
+    root: imageStoreDir(config.rootDir),
+    pauseImage: config.pauseImage,
+    pauseBinary,
+    registry: config.registry,
+  });
   const sandboxes = new SandboxService({
     config,
     pause: nativePauseLauncher(pauseBinary),
@@ -42,11 +51,21 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     shm: tmpfsShm,
     network: cniNetworkManager(config),
     cgroups,
+    // RunPodSandbox makes sure the pause image is there (built in, or pulled when custom).
+    ensurePauseImage: () => images.ensurePauseImage(),
   });
   await sandboxes.load();
   // Pods keep the cgroups their driver made: another driver cannot take them over.
   await checkDriverRecord(config.rootDir, config.cgroupDriver, sandboxes.store.all().length > 0);
-  return { loaded, pauseBinary, procSys: overrides.procSys ?? '/proc/sys', sandboxes, cgroups, close: () => cgroups.close() };
+  return {
+    loaded,
+    pauseBinary,
+    procSys: overrides.procSys ?? '/proc/sys',
+    sandboxes,
+    cgroups,
+    images,
+    close: () => cgroups.close(),
+  };
 }
 
 /**

@@ -1,5 +1,9 @@
 import type { ImageServiceServer, RuntimeServiceServer } from '../generated/api.js';
 import { imageFsInfo } from './imagefs-info.js';
+import { listImages } from './image-list.js';
+import { pullImage } from './image-pull.js';
+import { removeImage } from './image-remove.js';
+import { imageStatus } from './image-status.js';
 import { unary, unimplemented, unimplementedStream } from './rpc.js';
 import { runtimeConfig } from './runtime-config.js';
 import type { Runtime } from './runtime.js';
@@ -67,11 +71,11 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
 
 export function imageService(runtime: Runtime): ImageServiceServer {
   return {
-    listImages: unimplemented('ListImages'),
+    listImages: unary('ListImages', (request) => listImages(runtime.images, request)),
     streamImages: unimplementedStream('StreamImages'),
-    imageStatus: unimplemented('ImageStatus'),
-    pullImage: unimplemented('PullImage'),
-    removeImage: unimplemented('RemoveImage'),
-    imageFsInfo: unary('ImageFsInfo', (request) => imageFsInfo(runtime, request)),
+    imageStatus: unary('ImageStatus', (request) => imageStatus(runtime.images, request)),
+    pullImage: unary('PullImage', (request, call) => pullImage(runtime.images, request, call)),
+    removeImage: unary('RemoveImage', (request) => removeImage(runtime.images, request)),
+    imageFsInfo: unary('ImageFsInfo', (request) => imageFsInfo(runtime.images, request)),
   };
 }
