@@ -1,34 +1,44 @@
-// Builds native/pause.c into native/build/pause with the machine's C compiler.
+// Builds icetray's two small C programs into native/build/ with the machine's C compiler:
+//   pause   (native/pause.c)   holds a pod's namespaces
+//   nsexec  (native/nsexec.c)  starts a container's process in its pod (needs libseccomp)
 //
-// A static binary first (`cc -static -Os`): it needs no libc at run time, so it also runs
-// inside any rootfs. Without a static libc it falls back to a dynamic build. Without a C
-// compiler at all it fails loudly: icetray never pretends with `sleep infinity` instead.
+// Static first (`cc -static -Os`): no libc needed at run time. Without a static libc it falls
+// back to a dynamic build. Without a C compiler it fails loudly: icetray never pretends with
+// `sleep infinity` instead of pause.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'native', 'pause.c');
-const output = join(root, 'native', 'build', 'pause');
 const cc = process.env.CC ?? 'cc';
-
-mkdirSync(dirname(output), { recursive: true });
-const attempts = [
-  ['-static', '-Os', '-s', '-o', output, source],
-  ['-Os', '-s', '-o', output, source],
+const programs = [
+  { name: 'pause', libs: [], packages: 'gcc libc6-dev' },
+  { name: 'nsexec', libs: ['-lseccomp'], packages: 'gcc libc6-dev libseccomp-dev' },
 ];
-for (const [i, args] of attempts.entries()) {
-  try {
-    execFileSync(cc, args, { stdio: ['ignore', 'inherit', 'pipe'] });
-    console.log(`built ${output} (${i === 0 ? 'static' : 'dynamic'})`);
-    process.exit(0);
-  } catch (err) {
-    if (err.code === 'ENOENT') {
-      console.error(`error: no C compiler ("${cc}") to build the pause process. Install one: apt-get install gcc`);
-      process.exit(1);
+
+mkdirSync(join(root, 'native', 'build'), { recursive: true });
+for (const program of programs) {
+  const source = join(root, 'native', `${program.name}.c`);
+  const output = join(root, 'native', 'build', program.name);
+  let built = false;
+  for (const mode of ['static', 'dynamic']) {
+    const args = [...(mode === 'static' ? ['-static'] : []), '-Os', '-s', '-o', output, source, ...program.libs];
+    try {
+      execFileSync(cc, args, { stdio: ['ignore', 'inherit', 'pipe'] });
+      console.log(`built ${output} (${mode})`);
+      built = true;
+      break;
+    } catch (err) {
+      if (err.code === 'ENOENT') {
+        console.error(`error: no C compiler ("${cc}") to build ${program.name}. Install one: apt-get install ${program.packages}`);
+        process.exit(1);
+      }
+      if (mode === 'dynamic') console.error(String(err.stderr ?? ''));
     }
   }
+  if (!built) {
+    console.error(`error: ${cc} could not build ${source} (needs: apt-get install ${program.packages})`);
+    process.exit(1);
+  }
 }
-console.error(`error: ${cc} could not build ${source}`);
-process.exit(1);

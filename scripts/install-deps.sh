@@ -13,7 +13,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # command-or-file the package provides → Debian package
 run_packages=(
   "cc:gcc"                                   # builds native/pause.c
-  "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev" # a static pause needs the static libc
+  "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev" # static pause and nsexec need the static libc
+  "/usr/include/seccomp.h:libseccomp-dev"    # nsexec applies seccomp profiles with libseccomp
   "/usr/lib/cni/bridge:containernetworking-plugins" # bridge, host-local, portmap, loopback
   "iptables:iptables"                        # the bridge (ipMasq) and portmap plugins call it
   "ip:iproute2"

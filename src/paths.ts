@@ -17,3 +17,6 @@ export const PACKAGE_ROOT = findPackageRoot();
 
 /** The pause binary built from native/pause.c at install (`npm run build:native`). */
 export const PAUSE_BINARY = join(PACKAGE_ROOT, 'native', 'build', 'pause');
+
+/** The container launcher built from native/nsexec.c. */
+export const NSEXEC_BINARY = join(PACKAGE_ROOT, 'native', 'build', 'nsexec');

@@ -17,7 +17,10 @@ import type { ContainerConfig } from '../generated/api.js';
 export type ContainerState = 'created' | 'running' | 'exited';
 
 export interface ContainerProcess {
+  /** The pid icetray signals and waits for. */
   pid: number;
+  /** The pid inside the container's namespaces (differs when nsexec forked into a PID namespace). */
+  namespacePid: number;
   /** /proc/<pid>/stat start time: a pid plus its start time names one process for good. */
   startTime: string;
 }

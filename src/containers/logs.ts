@@ -17,11 +17,14 @@ export type LogStream = 'stdout' | 'stderr';
 /** Longest text in one entry: longer lines are cut into P entries (containerd's default, 16 KiB). */
 export const MAX_LOG_LINE = 16 * 1024;
 
-/** RFC 3339 with nanoseconds, UTC. JS clocks stop at milliseconds; the hrtime fills the rest. */
-export function logTimestamp(now = new Date(), nanos = process.hrtime.bigint()): string {
-  const iso = now.toISOString(); // 2016-10-06T00:17:09.669Z
-  const subMillis = String(nanos % 1_000_000n).padStart(6, '0');
-  return `${iso.slice(0, 23)}${subMillis}Z`;
+/** The wall clock in nanoseconds: Date's milliseconds once, then the monotonic hrtime from there,
+ * so entries are ordered and carry real nanoseconds. */
+const EPOCH_NS = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+
+/** RFC 3339 with nanoseconds, UTC (e.g. 2016-10-06T00:17:09.669794202Z). */
+export function logTimestamp(nanos = EPOCH_NS + process.hrtime.bigint()): string {
+  const iso = new Date(Number(nanos / 1_000_000n)).toISOString(); // …09.669Z
+  return `${iso.slice(0, 19)}.${String(nanos % 1_000_000_000n).padStart(9, '0')}Z`;
 }
 
 /** One CRI log entry (without the text's own newline). */

@@ -42,7 +42,10 @@ export interface ProcessExit {
 }
 
 export interface RunningProcess {
+  /** The process icetray signals and waits for (nsexec's monitor when the PID namespace changed). */
   pid: number;
+  /** The process that is in the container's namespaces, for exec and inspection. */
+  namespacePid: number;
   stdout: Readable;
   stderr: Readable;
   stdin: Writable | undefined;
@@ -68,6 +71,8 @@ export interface LaunchRequest {
   cwd: string;
   /** The image's USER, used when the config names no user. */
   imageUser: string;
+  /** The container's own folder, for files the launcher writes (its seccomp profile). */
+  stateDir: string;
   /** Called with the new process's pid before it runs any of the container's code. */
   placeInCgroup(pid: number): Promise<void>;
 }
@@ -77,7 +82,11 @@ export interface ExecRequest {
   containerPid: number;
   config: import('../generated/api.js').ContainerConfig;
   imageUser: string;
+  rootfs: string;
+  stateDir: string;
   argv: string[];
+  env: string[];
+  cwd: string;
   tty: boolean;
   placeInCgroup(pid: number): Promise<void>;
 }

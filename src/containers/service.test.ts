@@ -20,6 +20,7 @@ function hostProcess(argv: string[]): RunningProcess {
   const child = spawn(argv[0] ?? 'false', argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   return {
     pid: child.pid ?? 0,
+    namespacePid: child.pid ?? 0,
     stdout: child.stdout,
     stderr: child.stderr,
     stdin: child.stdin,

@@ -17,6 +17,7 @@ import { containerName, exitReason, transition, type Container, type ContainerSt
 import { ContainerLogWriter } from './logs.js';
 import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit } from './ports.js';
 import { containerArgv, containerEnv, containerWorkingDir } from './process-spec.js';
+import { validateSecurityContext } from './security-context.js';
 import { deleteContainerDir, loadContainers, saveContainer } from './state.js';
 
 export interface ContainerDeps {
@@ -82,8 +83,9 @@ export class ContainerService {
     if (image === undefined) throw new NotFoundError(`image "${imageRef}" not found: pull it first`);
     if (config.logPath !== '' && isAbsolute(config.logPath))
       throw new InvalidArgumentError(`log_path "${config.logPath}" must be relative to the pod's log_directory`);
-    // Fail now, not at start, on a command or working dir that cannot be.
+    // Fail now, not at start, on a command, working dir or security context that cannot be.
     containerArgv(config, image);
+    validateSecurityContext(config.linux?.securityContext);
     containerWorkingDir(config, image);
 
     const id = newId();
@@ -142,7 +144,7 @@ export class ContainerService {
     if (target.state !== 'running' || target.process === undefined) {
       throw new FailedPreconditionError(`target container "${options.targetId}" is not running`);
     }
-    return target.process.pid;
+    return target.process.namespacePid;
   }
 
   /** StartContainer: the process, placed in its cgroup before it runs, its output to the log. */
@@ -172,7 +174,7 @@ export class ContainerService {
           config,
           podNamespaces: sandbox.namespaces,
           podFiles: podFiles(sandbox.dir),
-          podShm: undefined,
+          podShm: sandbox.shm,
           targetPid: this.targetPid(config),
           hostname: sandbox.hostname,
           rootfs: container.rootfs,
@@ -180,10 +182,11 @@ export class ContainerService {
           env: containerEnv(config, image),
           cwd: containerWorkingDir(config, image),
           imageUser: image.user,
+          stateDir: container.dir,
           placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
         });
         const startTime = processStartTime(started.pid);
-        container.process = { pid: started.pid, startTime: startTime ?? '' };
+        container.process = { pid: started.pid, namespacePid: started.namespacePid, startTime: startTime ?? '' };
         container.startedAt = now();
         transition(container, 'running');
         if (logs !== undefined) {
@@ -345,11 +348,16 @@ export class ContainerService {
     }
     if (argv.length === 0) throw new InvalidArgumentError('exec: cmd must not be empty');
     const cgroup = container.cgroup;
+    const image = this.image(container);
     const process = await this.deps.launcher.exec({
-      containerPid: container.process.pid,
+      containerPid: container.process.namespacePid,
       config: container.config,
-      imageUser: this.image(container).user,
+      imageUser: image.user,
+      rootfs: container.rootfs,
+      stateDir: container.dir,
       argv,
+      env: containerEnv(container.config, image),
+      cwd: containerWorkingDir(container.config, image),
       tty: false,
       placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
     });
@@ -362,6 +370,8 @@ export class ContainerService {
       timeoutSeconds > 0 ? sleep(timeoutSeconds * 1000).then(() => 'timeout' as const) : new Promise<never>(() => undefined);
     const result = await Promise.race([process.exited, timeout]);
     if (result === 'timeout') {
+      // The exec leads a process group of its own (nsexec): kill all it started, then it.
+      signalProcess(-process.namespacePid, 'SIGKILL');
       signalProcess(process.pid, 'SIGKILL');
       await process.exited;
       throw new DeadlineExceededError(`command ${JSON.stringify(argv)} timed out after ${timeoutSeconds}s`);

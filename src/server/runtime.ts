@@ -5,7 +5,10 @@ import { checkDriverRecord } from '../cgroups/state-record.js';
 import { createDriver, type CgroupDriver } from '../cgroups/driver.js';
 import { ImageStore } from '../images/store.js';
 import { imageStoreDir } from '../images/usage.js';
-import { PAUSE_BINARY } from '../paths.js';
+import { NSEXEC_BINARY, PAUSE_BINARY } from '../paths.js';
+import { ContainerService } from '../containers/service.js';
+import { nsexecLauncher } from '../containers/nsexec-launcher.js';
+import { ContainerEvents } from '../events.js';
 import { bindMountPinner } from '../sandbox/namespaces.js';
 import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
 import { nativePauseLauncher } from '../sandbox/pause.js';
@@ -24,6 +27,8 @@ export interface Runtime {
   readonly sandboxes: SandboxService;
   readonly cgroups: CgroupDriver;
   readonly images: ImageStore;
+  readonly containers: ContainerService;
+  readonly events: ContainerEvents;
   /** Releases what the runtime holds open (the systemd D-Bus connection). */
   close(): Promise<void>;
 }
@@ -55,6 +60,17 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     ensurePauseImage: () => images.ensurePauseImage(),
   });
   await sandboxes.load();
+  const events = new ContainerEvents();
+  const containers = new ContainerService({
+    config,
+    sandboxes,
+    images,
+    cgroups,
+    launcher: nsexecLauncher(NSEXEC_BINARY),
+    events,
+    podCgroup: (sandbox) => sandbox.cgroup.pod,
+  });
+  await containers.load();
   // Pods keep the cgroups their driver made: another driver cannot take them over.
   await checkDriverRecord(config.rootDir, config.cgroupDriver, sandboxes.store.all().length > 0);
   return {
@@ -64,6 +80,8 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     sandboxes,
     cgroups,
     images,
+    containers,
+    events,
     close: () => cgroups.close(),
   };
 }

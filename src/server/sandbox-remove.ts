@@ -7,6 +7,9 @@ import type { Runtime } from './runtime.js';
  * been removed").
  */
 export async function removePodSandbox(runtime: Runtime, request: RemovePodSandboxRequest): Promise<RemovePodSandboxResponse> {
+  // The pod's containers go first: RemovePodSandbox removes them, running or not (api.proto).
+  const sandbox = runtime.sandboxes.store.find(request.podSandboxId);
+  if (sandbox !== undefined) await runtime.containers.stopAll(sandbox.id, true);
   await runtime.sandboxes.remove(request.podSandboxId);
   return RemovePodSandboxResponse.create();
 }

@@ -1,5 +1,17 @@
 import type { ImageServiceServer, RuntimeServiceServer } from '../generated/api.js';
+import { createContainer } from './container-create.js';
+import { getContainerEvents } from './container-events.js';
+import { execSync } from './container-exec-sync.js';
+import { listContainers } from './container-list.js';
+import { reopenContainerLog } from './container-log-reopen.js';
+import { removeContainer } from './container-remove.js';
+import { startContainer } from './container-start.js';
+import { containerStats, listContainerStats } from './container-stats.js';
+import { containerStatus } from './container-status.js';
+import { stopContainer } from './container-stop.js';
+import { updateContainerResources } from './container-update-resources.js';
 import { imageFsInfo } from './imagefs-info.js';
+import { listPodSandboxStats, podSandboxStats } from './sandbox-stats.js';
 import { listImages } from './image-list.js';
 import { pullImage } from './image-pull.js';
 import { removeImage } from './image-remove.js';
@@ -36,25 +48,25 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
     streamPodSandboxes: unimplementedStream('StreamPodSandboxes'),
     updatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
 
-    createContainer: unimplemented('CreateContainer'),
-    startContainer: unimplemented('StartContainer'),
-    stopContainer: unimplemented('StopContainer'),
-    removeContainer: unimplemented('RemoveContainer'),
-    listContainers: unimplemented('ListContainers'),
+    createContainer: unary('CreateContainer', (request) => createContainer(runtime, request)),
+    startContainer: unary('StartContainer', (request) => startContainer(runtime, request)),
+    stopContainer: unary('StopContainer', (request) => stopContainer(runtime, request)),
+    removeContainer: unary('RemoveContainer', (request) => removeContainer(runtime, request)),
+    listContainers: unary('ListContainers', (request) => listContainers(runtime, request)),
     streamContainers: unimplementedStream('StreamContainers'),
-    containerStatus: unimplemented('ContainerStatus'),
-    updateContainerResources: unimplemented('UpdateContainerResources'),
-    reopenContainerLog: unimplemented('ReopenContainerLog'),
-    execSync: unimplemented('ExecSync'),
+    containerStatus: unary('ContainerStatus', (request) => containerStatus(runtime, request)),
+    updateContainerResources: unary('UpdateContainerResources', (request) => updateContainerResources(runtime, request)),
+    reopenContainerLog: unary('ReopenContainerLog', (request) => reopenContainerLog(runtime, request)),
+    execSync: unary('ExecSync', (request) => execSync(runtime, request)),
     exec: unimplemented('Exec'),
     attach: unimplemented('Attach'),
     portForward: unimplemented('PortForward'),
 
-    containerStats: unimplemented('ContainerStats'),
-    listContainerStats: unimplemented('ListContainerStats'),
+    containerStats: unary('ContainerStats', (request) => containerStats(runtime, request)),
+    listContainerStats: unary('ListContainerStats', (request) => listContainerStats(runtime, request)),
     streamContainerStats: unimplementedStream('StreamContainerStats'),
-    podSandboxStats: unimplemented('PodSandboxStats'),
-    listPodSandboxStats: unimplemented('ListPodSandboxStats'),
+    podSandboxStats: unary('PodSandboxStats', (request) => podSandboxStats(runtime, request)),
+    listPodSandboxStats: unary('ListPodSandboxStats', (request) => listPodSandboxStats(runtime, request)),
     streamPodSandboxStats: unimplementedStream('StreamPodSandboxStats'),
     // Declined on purpose: UNIMPLEMENTED is how a runtime says it serves no cAdvisor-style
     // metrics, and clients (critest, the kubelet) then skip them.
@@ -65,7 +77,7 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
     checkpointContainer: unimplemented('CheckpointContainer'),
     checkpointPod: unimplemented('CheckpointPod'),
     restorePod: unimplemented('RestorePod'),
-    getContainerEvents: unimplementedStream('GetContainerEvents'),
+    getContainerEvents: getContainerEvents(runtime),
   };
 }
 

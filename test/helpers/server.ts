@@ -41,6 +41,8 @@ export async function fakeProcSys(dir: string, ipForward: boolean): Promise<stri
 
 export interface StartOptions {
   config?: Partial<Config>;
+  /** Extra TOML for the config file (tables such as [registry.mirrors."…"]). */
+  toml?: string;
   ipForward?: boolean;
 }
 
@@ -49,7 +51,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   const dir = await mkdtemp(join(tmpdir(), 'icetray-test-'));
   const flags = testConfig(dir, options.config);
   const emptyFile = join(dir, 'config.toml');
-  await writeFile(emptyFile, '');
+  await writeFile(emptyFile, options.toml ?? '');
   const runtime = await createRuntime(loadConfig({ file: emptyFile, flags }), {
     procSys: await fakeProcSys(dir, options.ipForward ?? true),
   });

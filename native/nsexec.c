@@ -1,0 +1,484 @@
+/*
+ * nsexec: starts a container's process inside its pod, or a command inside a running container.
+ *
+ * icetray runs it with everything decided already (src/containers/launcher.ts builds the
+ * arguments); nsexec only performs the steps, in the order a container needs them:
+ *
+ *   1. wait on --sync-fd until icetray has placed this process in the container's cgroup,
+ *      so no code of the container ever runs outside it;
+ *   2. join the pod's namespaces (setns on the pinned files), or all of a running container's
+ *      (--join PID, for exec); a new mount namespace, and a new PID namespace when asked;
+ *   3. fork when the PID namespace changed (it only applies to children): the parent stays as
+ *      a small monitor that forwards signals and exits as the child did;
+ *   4. mounts: /proc, /sys, /dev, the pod's files and the config's binds, masked and read-only
+ *      paths, then pivot_root into the rootfs;
+ *   5. groups, gid, uid; capabilities; no_new_privs; seccomp; working dir; exec.
+ *
+ * A failure before exec is written to --error-fd ("step: reason") and the process exits 125;
+ * a command that cannot be found or run exits 127/126, as shells do.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_SETUP 125
+#define MAX_ITEMS 128
+
+static int error_fd = -1;
+
+/* Reports why the container could not start, to icetray and to stderr, then exits. */
+static void die(const char *step, const char *fmt, ...) {
+  char message[1024];
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(message, sizeof message, fmt, args);
+  va_end(args);
+  char line[1200];
+  int n = snprintf(line, sizeof line, "%s: %s", step, message);
+  if (error_fd >= 0 && write(error_fd, line, (size_t)n) < 0) {
+    /* nothing more to say */
+  }
+  fprintf(stderr, "nsexec: %s\n", line);
+  _exit(EXIT_SETUP);
+}
+
+struct bind {
+  char *source, *target;
+  int readonly;
+  unsigned long propagation; /* MS_PRIVATE or MS_SLAVE */
+};
+
+struct options {
+  int sync_fd;
+  char *ns[5]; /* net, ipc, uts, pid, mnt: files to setns */
+  int new_pid;
+  pid_t join; /* exec: the container process whose namespaces to enter */
+  char *rootfs;
+  int privileged, readonly_rootfs;
+  struct bind binds[MAX_ITEMS];
+  int nbinds;
+  char *masked[MAX_ITEMS], *readonly[MAX_ITEMS];
+  int nmasked, nreadonly;
+  char *shm;
+  uid_t uid;
+  gid_t gid;
+  gid_t groups[MAX_ITEMS];
+  int ngroups;
+  unsigned long long caps;
+  int no_new_privs;
+  char *seccomp;
+  char *cwd;
+  int oom_score_adj;
+  int set_oom;
+  char **argv;
+};
+
+static const char *NS_NAMES[5] = {"net", "ipc", "uts", "pid", "mnt"};
+static const int NS_FLAGS[5] = {CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWPID, CLONE_NEWNS};
+
+static char *mkpath(const char *root, const char *path) {
+  size_t n = strlen(root) + strlen(path) + 2;
+  char *joined = malloc(n);
+  if (joined == NULL) die("memory", "out of memory");
+  snprintf(joined, n, "%s/%s", root, path[0] == '/' ? path + 1 : path);
+  return joined;
+}
+
+/* mkdir -p */
+static void mkdirs(const char *path, mode_t mode) {
+  char buffer[4096];
+  snprintf(buffer, sizeof buffer, "%s", path);
+  for (char *p = buffer + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir(buffer, mode);
+    *p = '/';
+  }
+  mkdir(buffer, mode);
+}
+
+/* The mount point for a bind: a folder for a folder, an empty file for anything else. */
+static void make_target(const char *source, const char *target) {
+  struct stat st;
+  if (stat(source, &st) == 0 && S_ISDIR(st.st_mode)) {
+    mkdirs(target, 0755);
+    return;
+  }
+  char parent[4096];
+  snprintf(parent, sizeof parent, "%s", target);
+  char *slash = strrchr(parent, '/');
+  if (slash != NULL && slash != parent) {
+    *slash = '\0';
+    mkdirs(parent, 0755);
+  }
+  int fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd >= 0) close(fd);
+}
+
+static void do_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data) {
+  if (mount(source, target, type, flags, data) < 0) die("mount", "%s on %s: %s", source ? source : type, target, strerror(errno));
+}
+
+static void bind_readonly(const char *path) {
+  do_mount(path, path, NULL, MS_BIND | MS_REC, NULL);
+  do_mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+}
+
+static void make_dev(const char *dev, const char *name, mode_t mode, int major_, int minor_) {
+  char *path = mkpath(dev, name);
+  if (mknod(path, S_IFCHR | mode, makedev(major_, minor_)) < 0 && errno != EEXIST) die("mknod", "%s: %s", path, strerror(errno));
+  chmod(path, mode);
+  free(path);
+}
+
+/* /dev as a container expects it: the usual character devices, ptys, shm, mqueue. */
+static void setup_dev(struct options *o) {
+  char *dev = mkpath(o->rootfs, "/dev");
+  mkdirs(dev, 0755);
+  do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+  make_dev(dev, "null", 0666, 1, 3);
+  make_dev(dev, "zero", 0666, 1, 5);
+  make_dev(dev, "full", 0666, 1, 7);
+  make_dev(dev, "random", 0666, 1, 8);
+  make_dev(dev, "urandom", 0666, 1, 9);
+  make_dev(dev, "tty", 0666, 5, 0);
+  char *pts = mkpath(dev, "pts");
+  mkdirs(pts, 0755);
+  do_mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  char *ptmx = mkpath(dev, "ptmx");
+  if (symlink("pts/ptmx", ptmx) < 0 && errno != EEXIST) die("symlink", "%s: %s", ptmx, strerror(errno));
+  const char *links[][2] = {{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+    char *link = mkpath(dev, links[i][1]);
+    if (symlink(links[i][0], link) < 0 && errno != EEXIST) die("symlink", "%s: %s", link, strerror(errno));
+    free(link);
+  }
+  char *shm = mkpath(dev, "shm");
+  mkdirs(shm, 01777);
+  if (o->shm != NULL) do_mount(o->shm, shm, NULL, MS_BIND | MS_REC, NULL);
+  else do_mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+  char *mqueue = mkpath(dev, "mqueue");
+  mkdirs(mqueue, 0755);
+  do_mount("mqueue", mqueue, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  free(dev), free(pts), free(ptmx), free(shm), free(mqueue);
+}
+
+/* The container's filesystem: its rootfs with /proc, /sys, /dev and the binds, then pivot_root. */
+static void setup_rootfs(struct options *o) {
+  /* Nothing mounted from here on may reach the host: private, or a slave of it when a bind
+   * asks for host-to-container propagation. */
+  unsigned long propagation = MS_PRIVATE;
+  for (int i = 0; i < o->nbinds; i++)
+    if (o->binds[i].propagation == MS_SLAVE) propagation = MS_SLAVE;
+  do_mount(NULL, "/", NULL, MS_REC | propagation, NULL);
+  do_mount(o->rootfs, o->rootfs, NULL, MS_BIND | MS_REC, NULL);
+
+  char *proc = mkpath(o->rootfs, "/proc");
+  mkdirs(proc, 0555);
+  do_mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  char *sys = mkpath(o->rootfs, "/sys");
+  mkdirs(sys, 0555);
+  do_mount("sysfs", sys, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (o->privileged ? 0 : MS_RDONLY), NULL);
+  setup_dev(o);
+
+  for (int i = 0; i < o->nbinds; i++) {
+    struct bind *b = &o->binds[i];
+    char *target = mkpath(o->rootfs, b->target);
+    make_target(b->source, target);
+    do_mount(b->source, target, NULL, MS_BIND | MS_REC, NULL);
+    /* Read-only applies to the bind itself, not to mounts below it (CRI's non-recursive readonly). */
+    if (b->readonly) do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    do_mount(NULL, target, NULL, MS_REC | b->propagation, NULL);
+    free(target);
+  }
+  for (int i = 0; i < o->nmasked; i++) {
+    char *path = mkpath(o->rootfs, o->masked[i]);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+      if (S_ISDIR(st.st_mode)) do_mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0");
+      else do_mount("/dev/null", path, NULL, MS_BIND, NULL);
+    }
+    free(path);
+  }
+  for (int i = 0; i < o->nreadonly; i++) {
+    char *path = mkpath(o->rootfs, o->readonly[i]);
+    if (access(path, F_OK) == 0) bind_readonly(path);
+    free(path);
+  }
+
+  /* pivot_root(".", "."), then detach the old root: runc's way, no folder for it needed. */
+  if (chdir(o->rootfs) < 0) die("chdir", "%s: %s", o->rootfs, strerror(errno));
+  if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", "%s", strerror(errno));
+  if (umount2(".", MNT_DETACH) < 0) die("umount", "old root: %s", strerror(errno));
+  if (chdir("/") < 0) die("chdir", "/: %s", strerror(errno));
+  if (o->readonly_rootfs) do_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL);
+  free(proc), free(sys);
+}
+
+/* A seccomp profile as icetray writes it: "default ACTION", then "NAME ACTION" per syscall,
+ * ACTION being allow, errno N, kill or log. */
+static uint32_t seccomp_action(const char *word, int number) {
+  if (strcmp(word, "allow") == 0) return SCMP_ACT_ALLOW;
+  if (strcmp(word, "errno") == 0) return SCMP_ACT_ERRNO((uint32_t)number);
+  if (strcmp(word, "kill") == 0) return SCMP_ACT_KILL_PROCESS;
+  if (strcmp(word, "log") == 0) return SCMP_ACT_LOG;
+  if (strcmp(word, "trap") == 0) return SCMP_ACT_TRAP;
+  die("seccomp", "unknown action \"%s\"", word);
+  return 0;
+}
+
+/* Read before pivot_root: the profile file is a host path. */
+static char *read_file(const char *file) {
+  FILE *f = fopen(file, "re");
+  if (f == NULL) die("seccomp", "%s: %s", file, strerror(errno));
+  char *text = calloc(1, 1 << 20);
+  if (text == NULL) die("memory", "out of memory");
+  size_t n = fread(text, 1, (1 << 20) - 1, f);
+  text[n] = '\0';
+  fclose(f);
+  return text;
+}
+
+static void load_seccomp(char *profile) {
+  char name[128], action[16];
+  int number = 0;
+  scmp_filter_ctx ctx = NULL;
+  for (char *line = strtok(profile, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    number = 0;
+    if (sscanf(line, "%127s %15s %d", name, action, &number) < 2) continue;
+    if (strcmp(name, "default") == 0) {
+      ctx = seccomp_init(seccomp_action(action, number));
+      if (ctx == NULL) die("seccomp", "seccomp_init failed");
+      continue;
+    }
+    if (ctx == NULL) die("seccomp", "the first line must be \"default ACTION\"");
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) continue; /* a syscall this kernel/arch does not have */
+    int rc = seccomp_rule_add(ctx, seccomp_action(action, number), nr, 0);
+    if (rc < 0 && rc != -EEXIST) die("seccomp", "rule for %s: %s", name, strerror(-rc));
+  }
+  if (ctx == NULL) die("seccomp", "the profile is empty");
+  int rc = seccomp_load(ctx);
+  if (rc < 0) die("seccomp", "load: %s", strerror(-rc));
+  seccomp_release(ctx);
+}
+
+static int last_cap(void) {
+  FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+  int last = CAP_LAST_CAP;
+  if (f != NULL) {
+    if (fscanf(f, "%d", &last) != 1) last = CAP_LAST_CAP;
+    fclose(f);
+  }
+  return last;
+}
+
+/* Bounding set first (while we may still drop), then uid/gid keeping caps, then the sets. */
+static void set_user_and_caps(struct options *o) {
+  int last = last_cap();
+  for (int cap = 0; cap <= last; cap++) {
+    if ((o->caps >> cap) & 1ULL) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die("capabilities", "drop %d: %s", cap, strerror(errno));
+  }
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) die("capabilities", "keepcaps: %s", strerror(errno));
+  if (setgroups((size_t)o->ngroups, o->groups) < 0) die("user", "setgroups: %s", strerror(errno));
+  if (setresgid(o->gid, o->gid, o->gid) < 0) die("user", "setgid %u: %s", o->gid, strerror(errno));
+  if (setresuid(o->uid, o->uid, o->uid) < 0) die("user", "setuid %u: %s", o->uid, strerror(errno));
+  struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct have[2], data[2];
+  /* A container cannot get a capability icetray itself lacks (a VM or an outer container may
+   * have dropped some): ask for the ones in reach. */
+  if (syscall(SYS_capget, &header, have) < 0) die("capabilities", "capget: %s", strerror(errno));
+  memset(data, 0, sizeof data);
+  for (int i = 0; i < 2; i++) {
+    uint32_t mask = (uint32_t)(o->caps >> (32 * i)) & have[i].permitted;
+    data[i].permitted = mask;
+    data[i].inheritable = mask;
+    /* A non-root process keeps no effective capabilities over exec (as in Docker/containerd). */
+    data[i].effective = o->uid == 0 ? mask : 0;
+  }
+  if (syscall(SYS_capset, &header, data) < 0) die("capabilities", "capset: %s", strerror(errno));
+}
+
+static pid_t child_pid = 0;
+
+static void forward(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
+/* The parent after a fork into a new PID namespace: it forwards signals and exits as the child did. */
+static void monitor(pid_t child) {
+  child_pid = child;
+  int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+  struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) _exit(EXIT_SETUP);
+  }
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  int sig = WTERMSIG(status);
+  signal(sig, SIG_DFL);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* no core dump of the monitor for a child's SIGSEGV */
+  kill(getpid(), sig);
+  _exit(128 + sig);
+}
+
+static void parse_bind(struct options *o, char *spec) {
+  if (o->nbinds >= MAX_ITEMS) die("arguments", "too many binds");
+  struct bind *b = &o->binds[o->nbinds++];
+  b->source = strtok(spec, ":");
+  b->target = strtok(NULL, ":");
+  b->propagation = MS_PRIVATE;
+  if (b->source == NULL || b->target == NULL) die("arguments", "--bind SOURCE:TARGET[:ro][:rslave]");
+  for (char *flag = strtok(NULL, ":"); flag != NULL; flag = strtok(NULL, ":")) {
+    if (strcmp(flag, "ro") == 0) b->readonly = 1;
+    else if (strcmp(flag, "rslave") == 0) b->propagation = MS_SLAVE;
+    else if (strcmp(flag, "rprivate") != 0) die("arguments", "unknown bind flag %s", flag);
+  }
+}
+
+static void parse(int argc, char **argv, struct options *o) {
+  static struct option longs[] = {
+      {"sync-fd", required_argument, 0, 's'}, {"error-fd", required_argument, 0, 'e'}, {"ns", required_argument, 0, 'n'},
+      {"new-pid", no_argument, 0, 'P'},       {"join", required_argument, 0, 'j'},     {"rootfs", required_argument, 0, 'r'},
+      {"privileged", no_argument, 0, 'p'},    {"readonly-rootfs", no_argument, 0, 'R'}, {"bind", required_argument, 0, 'b'},
+      {"mask", required_argument, 0, 'm'},    {"readonly", required_argument, 0, 'o'}, {"shm", required_argument, 0, 'S'},
+      {"uid", required_argument, 0, 'u'},     {"gid", required_argument, 0, 'g'},      {"group", required_argument, 0, 'G'},
+      {"caps", required_argument, 0, 'c'},    {"no-new-privs", no_argument, 0, 'N'},   {"seccomp", required_argument, 0, 'C'},
+      {"cwd", required_argument, 0, 'w'},     {"oom-score-adj", required_argument, 0, 'O'}, {0, 0, 0, 0}};
+  int opt;
+  o->sync_fd = -1;
+  while ((opt = getopt_long(argc, argv, "+", longs, NULL)) != -1) {
+    switch (opt) {
+      case 's': o->sync_fd = atoi(optarg); break;
+      case 'e': error_fd = atoi(optarg); break;
+      case 'n': {
+        char *eq = strchr(optarg, '=');
+        if (eq == NULL) die("arguments", "--ns KIND=PATH");
+        *eq = '\0';
+        int found = 0;
+        for (int i = 0; i < 5; i++)
+          if (strcmp(optarg, NS_NAMES[i]) == 0) o->ns[i] = eq + 1, found = 1;
+        if (!found) die("arguments", "unknown namespace %s", optarg);
+        break;
+      }
+      case 'P': o->new_pid = 1; break;
+      case 'j': o->join = (pid_t)atoi(optarg); break;
+      case 'r': o->rootfs = optarg; break;
+      case 'p': o->privileged = 1; break;
+      case 'R': o->readonly_rootfs = 1; break;
+      case 'b': parse_bind(o, optarg); break;
+      case 'm': if (o->nmasked < MAX_ITEMS) o->masked[o->nmasked++] = optarg; break;
+      case 'o': if (o->nreadonly < MAX_ITEMS) o->readonly[o->nreadonly++] = optarg; break;
+      case 'S': o->shm = optarg; break;
+      case 'u': o->uid = (uid_t)strtoul(optarg, NULL, 10); break;
+      case 'g': o->gid = (gid_t)strtoul(optarg, NULL, 10); break;
+      case 'G': if (o->ngroups < MAX_ITEMS) o->groups[o->ngroups++] = (gid_t)strtoul(optarg, NULL, 10); break;
+      case 'c': o->caps = strtoull(optarg, NULL, 16); break;
+      case 'N': o->no_new_privs = 1; break;
+      case 'C': o->seccomp = optarg; break;
+      case 'w': o->cwd = optarg; break;
+      case 'O': o->oom_score_adj = atoi(optarg), o->set_oom = 1; break;
+      default: die("arguments", "see src/containers/launcher.ts for the options");
+    }
+  }
+  if (optind >= argc) die("arguments", "no command after the options");
+  o->argv = argv + optind;
+}
+
+int main(int argc, char **argv) {
+  struct options o;
+  memset(&o, 0, sizeof o);
+  parse(argc, argv, &o);
+  /* The error pipe must close when the command is exec'd: its end of file means "started". */
+  if (error_fd >= 0) fcntl(error_fd, F_SETFD, FD_CLOEXEC);
+  char *seccomp = o.seccomp == NULL ? NULL : read_file(o.seccomp);
+
+  /* 1. Wait until icetray has put this process in the container's cgroup. */
+  if (o.sync_fd >= 0) {
+    char go;
+    if (read(o.sync_fd, &go, 1) != 1) die("sync", "icetray went away before placing the process");
+    close(o.sync_fd);
+  }
+  if (o.set_oom) {
+    FILE *f = fopen("/proc/self/oom_score_adj", "we");
+    if (f == NULL || fprintf(f, "%d", o.oom_score_adj) < 0) die("oom_score_adj", "%s", strerror(errno));
+    fclose(f);
+  }
+
+  /* 2. Namespaces: open every file first (paths are the host's), then enter them. */
+  int fds[5];
+  for (int i = 0; i < 5; i++) {
+    fds[i] = -1;
+    char path[64];
+    const char *file = o.ns[i];
+    if (o.join > 0) {
+      snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)o.join, NS_NAMES[i]);
+      file = path;
+    }
+    if (file == NULL) continue;
+    fds[i] = open(file, O_RDONLY | O_CLOEXEC);
+    if (fds[i] < 0) die("namespaces", "%s: %s", file, strerror(errno));
+  }
+  for (int i = 0; i < 5; i++) {
+    if (fds[i] < 0) continue;
+    if (setns(fds[i], NS_FLAGS[i]) < 0) die("namespaces", "join %s: %s", NS_NAMES[i], strerror(errno));
+    close(fds[i]);
+  }
+  int pid_changed = fds[3] >= 0 || o.new_pid;
+  if (o.join == 0) {
+    int flags = CLONE_NEWNS | (o.new_pid ? CLONE_NEWPID : 0);
+    if (unshare(flags) < 0) die("namespaces", "unshare: %s", strerror(errno));
+  }
+
+  /* 3. A PID namespace applies to children only. */
+  if (pid_changed) {
+    pid_t child = fork();
+    if (child < 0) die("fork", "%s", strerror(errno));
+    if (child > 0) {
+      if (error_fd >= 0) close(error_fd);
+      monitor(child);
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  }
+  /* An exec gets a process group of its own, so that a timeout can kill all it started. */
+  if (o.join > 0) setsid();
+
+  /* 4. The filesystem (a new container only: exec finds it ready in the mount namespace). */
+  if (o.join == 0 && o.rootfs != NULL) setup_rootfs(&o);
+
+  /* 5. Who it runs as, what it may do, where, then the command. */
+  if (seccomp != NULL && !o.no_new_privs) load_seccomp(seccomp); /* needs CAP_SYS_ADMIN without nnp */
+  set_user_and_caps(&o);
+  if (o.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs", "%s", strerror(errno));
+  if (seccomp != NULL && o.no_new_privs) load_seccomp(seccomp);
+  if (o.cwd != NULL && chdir(o.cwd) < 0) die("cwd", "%s: %s", o.cwd, strerror(errno));
+  execvp(o.argv[0], o.argv);
+  int code = errno == ENOENT ? 127 : 126;
+  char line[600];
+  int n = snprintf(line, sizeof line, "exec: %s: %s", o.argv[0], errno == ENOENT ? "executable file not found in $PATH" : strerror(errno));
+  if (error_fd >= 0 && write(error_fd, line, (size_t)n) < 0) {
+    /* nothing more to say */
+  }
+  fprintf(stderr, "nsexec: %s\n", line);
+  _exit(code);
+}

@@ -1,0 +1,238 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
+import { SecurityProfile_ProfileType, type LinuxContainerSecurityContext, type SecurityProfile } from '../generated/api.js';
+
+/**
+ * A container's security context turned into what the launcher applies: user and groups,
+ * capabilities, masked and read-only paths, the seccomp profile. The rules are containerd's
+ * (internal/cri/opts/spec_linux.go and oci/spec_opts.go), written down here once.
+ */
+
+/** Linux capability numbers (include/uapi/linux/capability.h). */
+const CAPABILITIES = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE',
+] as const; // prettier-ignore
+
+/** containerd's default set (the same as Docker's): enough for ordinary images, no NET_ADMIN, no SYS_ADMIN. */
+export const DEFAULT_CAPABILITIES = [
+  'CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID', 'SETUID', 'SETFCAP', 'SETPCAP',
+  'NET_BIND_SERVICE', 'SYS_CHROOT', 'KILL', 'AUDIT_WRITE',
+]; // prettier-ignore
+
+/** containerd's default masked and read-only paths for a non-privileged container. */
+export const DEFAULT_MASKED_PATHS = [
+  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+]; // prettier-ignore
+export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+function capabilityName(name: string): string {
+  const bare = name.toUpperCase().replace(/^CAP_/, '');
+  if (bare !== 'ALL' && !(CAPABILITIES as readonly string[]).includes(bare))
+    throw new InvalidArgumentError(`unknown capability "${name}"`);
+  return bare;
+}
+
+/** The capability bitmask: privileged gets all; otherwise the default set, plus adds, minus drops ("ALL" allowed in both). */
+export function capabilityMask(context: LinuxContainerSecurityContext | undefined): bigint {
+  const all = new Set<string>(CAPABILITIES);
+  let caps = new Set<string>(context?.privileged === true ? all : DEFAULT_CAPABILITIES);
+  if (context?.privileged !== true) {
+    const add = (context?.capabilities?.addCapabilities ?? []).map(capabilityName);
+    const drop = (context?.capabilities?.dropCapabilities ?? []).map(capabilityName);
+    if (add.includes('ALL')) caps = new Set(all);
+    else for (const cap of add) caps.add(cap);
+    if (drop.includes('ALL')) caps = new Set(add.filter((cap) => cap !== 'ALL'));
+    else for (const cap of drop) caps.delete(cap);
+  }
+  let mask = 0n;
+  for (const cap of caps) mask |= 1n << BigInt(CAPABILITIES.indexOf(cap as (typeof CAPABILITIES)[number]));
+  return mask;
+}
+
+export interface ProcessUser {
+  uid: number;
+  gid: number;
+  /** Supplementary groups: those /etc/group lists the user in, then the config's. */
+  groups: number[];
+}
+
+interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+async function readLines(path: string): Promise<string[][]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => line.split(':'));
+}
+
+async function passwd(rootfs: string): Promise<PasswdEntry[]> {
+  return (await readLines(join(rootfs, 'etc', 'passwd'))).map(([name = '', , uid = '', gid = '']) => ({
+    name,
+    uid: Number(uid),
+    gid: Number(gid),
+  }));
+}
+
+/** Rejects what can be told wrong before anything is made (CreateContainer). */
+export function validateSecurityContext(context: LinuxContainerSecurityContext | undefined): void {
+  // containerd's rule: a group alone is ambiguous — whose primary group would it replace?
+  if (context?.runAsGroup !== undefined && context.runAsUser === undefined && context.runAsUsername === '') {
+    throw new InvalidArgumentError('security context: run_as_group is set without run_as_user or run_as_username');
+  }
+  capabilityMask(context);
+  seccompChoice(context);
+  const apparmor = context?.apparmor;
+  if (apparmor !== undefined && apparmor.profileType !== SecurityProfile_ProfileType.Unconfined) {
+    throw new InvalidArgumentError(
+      'AppArmor profiles are not supported: this host has no AppArmor, only "unconfined" can be honoured',
+    );
+  }
+}
+
+/**
+ * Who the process runs as: run_as_user / run_as_username, else the image's USER ("name", "uid",
+ * "name:group", "uid:gid"), else root; names resolved in the container's own /etc/passwd and
+ * /etc/group, as the kubelet and containerd do.
+ */
+export async function resolveUser(
+  rootfs: string,
+  context: LinuxContainerSecurityContext | undefined,
+  imageUser: string,
+): Promise<ProcessUser> {
+  const users = await passwd(rootfs);
+  const groupsFile = await readLines(join(rootfs, 'etc', 'group'));
+  let name: string | undefined;
+  let uid: number;
+  let gid: number | undefined;
+  const [userPart = '', groupPart] = imageUser.split(':');
+  if (context?.runAsUser !== undefined) {
+    uid = Number(context.runAsUser.value);
+  } else if (context !== undefined && context.runAsUsername !== '') {
+    const entry = users.find((u) => u.name === context.runAsUsername);
+    if (entry === undefined) throw new InvalidArgumentError(`user "${context.runAsUsername}" is not in the image's /etc/passwd`);
+    uid = entry.uid;
+    name = entry.name;
+  } else if (userPart === '') {
+    uid = 0;
+  } else if (/^\d+$/.test(userPart)) {
+    uid = Number(userPart);
+  } else {
+    const entry = users.find((u) => u.name === userPart);
+    if (entry === undefined) throw new InvalidArgumentError(`image user "${userPart}" is not in the image's /etc/passwd`);
+    uid = entry.uid;
+  }
+  const entry = users.find((u) => u.uid === uid);
+  name ??= entry?.name;
+  if (context?.runAsGroup !== undefined) {
+    gid = Number(context.runAsGroup.value);
+  } else if (context?.runAsUser === undefined && groupPart !== undefined && groupPart !== '') {
+    gid = /^\d+$/.test(groupPart)
+      ? Number(groupPart)
+      : Number(groupsFile.find(([group]) => group === groupPart)?.[2] ?? Number.NaN);
+    if (Number.isNaN(gid)) throw new InvalidArgumentError(`image group "${groupPart}" is not in the image's /etc/group`);
+  }
+  gid ??= entry?.gid ?? 0;
+  const member =
+    name === undefined
+      ? []
+      : groupsFile.filter(([, , , members = '']) => members.split(',').includes(name)).map(([, , id = '']) => Number(id));
+  const extra = (context?.supplementalGroups ?? []).map(Number);
+  return { uid, gid, groups: [...new Set([...member, ...extra])] };
+}
+
+/** The seccomp choice: privileged and Unconfined get none; RuntimeDefault icetray's; Localhost a file. */
+type SeccompChoice = { kind: 'none' } | { kind: 'default' } | { kind: 'localhost'; path: string };
+
+function seccompChoice(context: LinuxContainerSecurityContext | undefined): SeccompChoice {
+  if (context?.privileged === true) return { kind: 'none' };
+  const profile: SecurityProfile | undefined = context?.seccomp;
+  if (profile !== undefined) {
+    if (profile.profileType === SecurityProfile_ProfileType.Unconfined) return { kind: 'none' };
+    if (profile.profileType === SecurityProfile_ProfileType.RuntimeDefault) return { kind: 'default' };
+    if (profile.profileType === SecurityProfile_ProfileType.Localhost) return { kind: 'localhost', path: profile.localhostRef };
+    throw new InvalidArgumentError(`unknown seccomp profile type ${String(profile.profileType)}`);
+  }
+  // The deprecated string field, which older kubelets still send: "runtime/default",
+  // "unconfined", "localhost/<path>", or "" (unconfined).
+  // eslint-disable-next-line @typescript-eslint/no-deprecated
+  const path = context?.seccompProfilePath ?? '';
+  if (path === '' || path === 'unconfined') return { kind: 'none' };
+  if (path === 'runtime/default' || path === 'docker/default') return { kind: 'default' };
+  if (path.startsWith('localhost/')) return { kind: 'localhost', path: path.slice('localhost/'.length) };
+  throw new InvalidArgumentError(`seccomp profile "${path}" is not one of runtime/default, unconfined, localhost/<path>`);
+}
+
+/**
+ * icetray's RuntimeDefault: everything is allowed except calls that reach past the container —
+ * the kernel's modules, keyrings and clocks, rebooting, swapping, tracing other processes'
+ * memory, BPF and perf, and handles to the host's files. A small list with one reason, instead
+ * of Docker's long allowlist.
+ */
+const RUNTIME_DEFAULT_DENIED = [
+  'acct', 'add_key', 'bpf', 'clock_adjtime', 'clock_settime', 'create_module', 'delete_module', 'finit_module',
+  'get_kernel_syms', 'init_module', 'ioperm', 'iopl', 'kcmp', 'kexec_file_load', 'kexec_load', 'keyctl',
+  'lookup_dcookie', 'move_pages', 'name_to_handle_at', 'nfsservctl', 'open_by_handle_at', 'perf_event_open',
+  'process_vm_readv', 'process_vm_writev', 'query_module', 'quotactl', 'reboot', 'request_key', 'settimeofday',
+  'stime', 'swapoff', 'swapon', 'syslog', 'uselib', 'userfaultfd', 'ustat', 'vhangup', 'adjtimex',
+]; // prettier-ignore
+
+const ACTIONS: Record<string, string> = {
+  SCMP_ACT_ALLOW: 'allow',
+  SCMP_ACT_ERRNO: 'errno',
+  SCMP_ACT_KILL: 'kill',
+  SCMP_ACT_KILL_PROCESS: 'kill',
+  SCMP_ACT_KILL_THREAD: 'kill',
+  SCMP_ACT_LOG: 'log',
+  SCMP_ACT_TRAP: 'trap',
+};
+
+interface OciSeccomp {
+  defaultAction?: string;
+  defaultErrnoRet?: number;
+  syscalls?: { names?: string[]; name?: string; action?: string; errnoRet?: number; args?: unknown[] }[];
+}
+
+function action(name: string | undefined, errno: number | undefined, where: string): string {
+  const mapped = ACTIONS[name ?? ''];
+  if (mapped === undefined) throw new InvalidArgumentError(`seccomp profile ${where}: action "${String(name)}" is not supported`);
+  return mapped === 'errno' ? `errno ${errno ?? 1}` : mapped;
+}
+
+/**
+ * The profile nsexec applies, in its line format ("default ACTION", then "NAME ACTION"), or
+ * undefined for none. Localhost profiles are the OCI/Docker JSON format; rules with argument
+ * conditions are refused rather than applied loosely.
+ */
+export async function seccompProfile(context: LinuxContainerSecurityContext | undefined): Promise<string | undefined> {
+  const choice = seccompChoice(context);
+  if (choice.kind === 'none') return undefined;
+  if (choice.kind === 'default')
+    return ['default allow', ...RUNTIME_DEFAULT_DENIED.map((name) => `${name} errno 1`)].join('\n') + '\n';
+  let profile: OciSeccomp;
+  try {
+    profile = JSON.parse(await readFile(choice.path, 'utf8')) as OciSeccomp;
+  } catch (err) {
+    throw new InvalidArgumentError(`seccomp profile ${choice.path} cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+  const lines = [`default ${action(profile.defaultAction, profile.defaultErrnoRet, choice.path)}`];
+  for (const rule of profile.syscalls ?? []) {
+    if ((rule.args ?? []).length > 0)
+      throw new InvalidArgumentError(`seccomp profile ${choice.path}: rules with argument conditions are not supported`);
+    for (const name of rule.names ?? (rule.name === undefined ? [] : [rule.name])) {
+      lines.push(`${name} ${action(rule.action, rule.errnoRet, choice.path)}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

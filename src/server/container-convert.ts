@@ -1,0 +1,48 @@
+import { Container as CriContainer, ContainerState as CriContainerState, ContainerStatus } from '../generated/api.js';
+import type { Container, ContainerState } from '../containers/container.js';
+
+export const CONTAINER_STATES: Record<ContainerState, CriContainerState> = {
+  created: CriContainerState.CONTAINER_CREATED,
+  running: CriContainerState.CONTAINER_RUNNING,
+  exited: CriContainerState.CONTAINER_EXITED,
+};
+
+/** The CRI summary of a container, as ListContainers returns it. */
+export function toCriContainer(container: Container): CriContainer {
+  return CriContainer.create({
+    id: container.id,
+    podSandboxId: container.sandboxId,
+    metadata: container.config.metadata,
+    image: container.config.image,
+    imageRef: container.imageId,
+    imageId: container.imageId,
+    state: CONTAINER_STATES[container.state],
+    createdAt: container.createdAt,
+    labels: container.config.labels,
+    annotations: container.config.annotations,
+  });
+}
+
+/** The CRI status of a container: times, exit code and reason, mounts echoed as asked. */
+export function toContainerStatus(container: Container): ContainerStatus {
+  return ContainerStatus.create({
+    id: container.id,
+    metadata: container.config.metadata,
+    state: CONTAINER_STATES[container.state],
+    createdAt: container.createdAt,
+    startedAt: container.startedAt,
+    finishedAt: container.finishedAt,
+    exitCode: container.exitCode,
+    image: container.config.image,
+    imageRef: container.imageId,
+    imageId: container.imageId,
+    reason: container.reason,
+    message: container.message,
+    labels: container.config.labels,
+    annotations: container.config.annotations,
+    mounts: container.config.mounts,
+    logPath: container.logPath,
+    resources: container.config.linux?.resources === undefined ? undefined : { linux: container.config.linux.resources },
+    stopSignal: container.config.stopSignal,
+  });
+}

@@ -1,0 +1,170 @@
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ContainerConfig, ContainerState, type PodSandboxConfig } from '../src/generated/api.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import { ipForward, isAlive, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { useTempDirs } from './helpers/temp.js';
+import { isRoot } from './helpers/tools.js';
+
+const BUSYBOX = 'registry.k8s.io/e2e-test-images/busybox:1.29-2';
+const FIXTURES = join(PACKAGE_ROOT, 'conformance', 'fixtures', 'registry.sh');
+const tempDir = useTempDirs('icetray-containers-');
+
+function fixtures(command: 'up' | 'down', cache: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'bash',
+      [FIXTURES, command],
+      { env: { ...process.env, ICETRAY_FIXTURES_CACHE: cache, ICETRAY_REGISTRY_PORT: '5077' } },
+      // It reports its progress on stdout too: the URL is the last line.
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout.trim().split('\n').pop() ?? ''),
+    );
+  });
+}
+
+describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces, mounts, cgroups)', () => {
+  let t: TestServer;
+  let net: TestNetwork;
+  let before: string;
+  let cache: string;
+
+  beforeAll(async () => {
+    before = ipForward();
+    cache = await tempDir();
+    const registry = await fixtures('up', cache);
+    t = await startTestServer({ toml: `[registry.mirrors."registry.k8s.io"]\nendpoints = ["${registry}"]\n` });
+    net = writeTestNetwork(t.runtime.loaded.config.cniConfDir, t.dir);
+    await t.cri.image.pullImage({ image: { image: BUSYBOX } });
+  }, 120_000);
+  afterAll(async () => {
+    for (const pod of (await t.cri.runtime.listPodSandbox({})).items)
+      await t.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
+    await t.close();
+    await sh('ip', ['link', 'del', net.bridge]);
+    restoreIpForward(before);
+    await fixtures('down', cache);
+  });
+
+  async function pod(overrides: Partial<PodSandboxConfig> = {}): Promise<{ id: string; config: PodSandboxConfig }> {
+    const config = podConfig({ logDirectory: join(t.dir, 'logs', String(Math.random())), ...overrides });
+    return { id: (await t.cri.runtime.runPodSandbox({ config })).podSandboxId, config };
+  }
+  async function run(podId: string, podCfg: PodSandboxConfig, name: string, command: string[], attempt = 0): Promise<string> {
+    const config = ContainerConfig.fromPartial({
+      metadata: { name, attempt },
+      image: { image: BUSYBOX },
+      command,
+      logPath: `${name}.log`,
+    });
+    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: podCfg });
+    await t.cri.runtime.startContainer({ containerId });
+    return containerId;
+  }
+  async function exec(containerId: string, cmd: string[]): Promise<string> {
+    const result = await t.cri.runtime.execSync({ containerId, cmd, timeout: 10n });
+    expect(result.exitCode, result.stderr.toString()).toBe(0);
+    return result.stdout.toString();
+  }
+  async function netInode(containerId: string): Promise<number> {
+    const status = await t.cri.runtime.containerStatus({ containerId, verbose: true });
+    return (JSON.parse(status.info['info'] ?? '{}') as { namespaces: { net: number } }).namespaces.net;
+  }
+
+  it('gives two containers of a pod one IP; a server on 127.0.0.1 in one is reached from the other', async () => {
+    const p = await pod();
+    const web = await run(p.id, p.config, 'web', [
+      'sh',
+      '-c',
+      'mkdir -p /www && echo hello ice cube > /www/index.html && httpd -f -p 127.0.0.1:8080 -h /www',
+    ]);
+    const client = await run(p.id, p.config, 'client', ['sleep', '300']);
+    const ip = (await t.cri.runtime.podSandboxStatus({ podSandboxId: p.id })).status?.network?.ip ?? '';
+    for (const id of [web, client]) expect(await exec(id, ['ip', '-4', '-o', 'addr', 'show', 'eth0'])).toContain(`inet ${ip}/`);
+    let body = '';
+    for (let i = 0; i < 30 && body === ''; i++) {
+      body = (
+        await t.cri.runtime.execSync({ containerId: client, cmd: ['wget', '-qO-', 'http://127.0.0.1:8080/'], timeout: 5n })
+      ).stdout.toString();
+      if (body === '') await sleep(100);
+    }
+    expect(body).toBe('hello ice cube\n');
+    expect(await netInode(web)).toBe(await netInode(client));
+  });
+
+  it("with pid=POD each container sees the other's processes, and pause as PID 1", async () => {
+    const p = await pod();
+    const a = await run(p.id, p.config, 'a', ['sleep', '301']);
+    await run(p.id, p.config, 'b', ['sleep', '302']);
+    const ps = await exec(a, ['ps', '-o', 'pid,args']);
+    expect(ps).toMatch(/^\s*1\s+.*pause/m);
+    expect(ps).toContain('sleep 302');
+  });
+
+  it('a container killed with SIGKILL is EXITED 137; pause, IP and its sibling stay; a new attempt joins the same netns', async () => {
+    const p = await pod();
+    const victim = await run(p.id, p.config, 'victim', ['sleep', '303']);
+    const sibling = await run(p.id, p.config, 'sibling', ['sleep', '304']);
+    const before = await t.cri.runtime.podSandboxStatus({ podSandboxId: p.id, verbose: true });
+    const pausePid = (JSON.parse(before.info['info'] ?? '{}') as { pid: number }).pid;
+    const inode = await netInode(victim);
+    const victimPid = (
+      JSON.parse((await t.cri.runtime.containerStatus({ containerId: victim, verbose: true })).info['info'] ?? '{}') as {
+        pid: number;
+      }
+    ).pid;
+    process.kill(victimPid, 'SIGKILL');
+    let status = await t.cri.runtime.containerStatus({ containerId: victim });
+    for (let i = 0; i < 50 && status.status?.state !== ContainerState.CONTAINER_EXITED; i++) {
+      await sleep(50);
+      status = await t.cri.runtime.containerStatus({ containerId: victim });
+    }
+    expect(status.status).toMatchObject({ state: ContainerState.CONTAINER_EXITED, exitCode: 137 });
+    expect(isAlive(pausePid)).toBe(true);
+    expect((await t.cri.runtime.containerStatus({ containerId: sibling })).status?.state).toBe(ContainerState.CONTAINER_RUNNING);
+    expect((await t.cri.runtime.podSandboxStatus({ podSandboxId: p.id })).status?.network?.ip).toBe(before.status?.network?.ip);
+    const again = await run(p.id, p.config, 'victim', ['sleep', '305'], 1);
+    expect(await netInode(again)).toBe(inode);
+  });
+
+  it('writes the CRI log format and puts the process in the container cgroup', async () => {
+    const p = await pod();
+    const id = await run(p.id, p.config, 'logger', [
+      'sh',
+      '-c',
+      'echo to stdout; echo to stderr >&2; grep memory /proc/self/cgroup; sleep 300',
+    ]);
+    await sleep(300);
+    const log = readFileSync(join(p.config.logDirectory, 'logger.log'), 'utf8');
+    expect(log).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout F to stdout$/m);
+    expect(log).toMatch(/ stderr F to stderr$/m);
+    expect(log).toContain(`memory:/kubepods/burstable/pod${p.config.metadata?.uid ?? ''}/${id}`);
+  });
+
+  it('ExecSync past its timeout is DEADLINE_EXCEEDED and leaves no process behind', async () => {
+    const p = await pod();
+    const id = await run(p.id, p.config, 'slow', ['sleep', '306']);
+    await expect(
+      t.cri.runtime.execSync({ containerId: id, cmd: ['sh', '-c', 'sleep 4321; true'], timeout: 1n }),
+    ).rejects.toMatchObject({
+      code: grpcStatus.DEADLINE_EXCEEDED,
+    });
+    expect(await exec(id, ['sh', '-c', 'ps -o args | grep -c "sleep 432[1]" || true'])).toBe('0\n');
+  });
+
+  it('removing the pod removes its containers, their cgroups and rootfs mounts', async () => {
+    const p = await pod();
+    const id = await run(p.id, p.config, 'gone', ['sleep', '307']);
+    await t.cri.runtime.stopPodSandbox({ podSandboxId: p.id });
+    expect((await t.cri.runtime.containerStatus({ containerId: id })).status?.state).toBe(ContainerState.CONTAINER_EXITED);
+    await t.cri.runtime.removePodSandbox({ podSandboxId: p.id });
+    await expect(t.cri.runtime.containerStatus({ containerId: id })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(id);
+    expect((await sh('ls', [`/sys/fs/cgroup/memory/kubepods/burstable/pod${p.config.metadata?.uid ?? ''}`])).code).not.toBe(0);
+  });
+});
