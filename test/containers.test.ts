@@ -43,12 +43,16 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     await t.cri.image.pullImage({ image: { image: BUSYBOX } });
   }, 120_000);
   afterAll(async () => {
-    for (const pod of (await t.cri.runtime.listPodSandbox({})).items)
-      await t.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
-    await t.close();
-    await sh('ip', ['link', 'del', net.bridge]);
-    restoreIpForward(before);
-    await fixtures('down', cache);
+    try {
+      for (const pod of (await t.cri.runtime.listPodSandbox({})).items)
+        await t.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
+      await t.close();
+      await sh('ip', ['link', 'del', net.bridge]);
+      restoreIpForward(before);
+    } finally {
+      // Even when set-up failed half-way, the registry must not outlive the file.
+      await fixtures('down', cache);
+    }
   });
 
   async function pod(overrides: Partial<PodSandboxConfig> = {}): Promise<{ id: string; config: PodSandboxConfig }> {
