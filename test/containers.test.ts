@@ -21,9 +21,7 @@ function fixtures(command: 'up' | 'down', cache: string): Promise<string> {
       'bash',
       [FIXTURES, command],
       { env: { ...process.env, ICETRAY_FIXTURES_CACHE: cache, ICETRAY_REGISTRY_PORT: '5077' } },
-      // It reports its progress on stdout too: the URL is the last line.
-      (err, stdout, stderr) =>
-        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout.trim().split('\n').pop() ?? ''),
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout.trim())),
     );
   });
 }
@@ -159,6 +157,26 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
       code: grpcStatus.DEADLINE_EXCEEDED,
     });
     expect(await exec(id, ['sh', '-c', 'ps -o args | grep -c "sleep 432[1]" || true'])).toBe('0\n');
+  });
+
+  it('masks and write-protects paths, and keeps NET_ADMIN out of the default capabilities', async () => {
+    const p = await pod();
+    const config = ContainerConfig.fromPartial({
+      metadata: { name: 'confined' },
+      image: { image: BUSYBOX },
+      command: ['sleep', '308'],
+      linux: { securityContext: { maskedPaths: ['/etc/passwd'], readonlyPaths: ['/tmp'] } },
+    });
+    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId: p.id, config, sandboxConfig: p.config });
+    await t.cri.runtime.startContainer({ containerId });
+    expect(await exec(containerId, ['cat', '/etc/passwd'])).toBe('');
+    const touch = await t.cri.runtime.execSync({ containerId, cmd: ['touch', '/tmp/x'], timeout: 5n });
+    expect(touch.stderr.toString()).toBe('touch: /tmp/x: Read-only file system\n');
+    const capEff = /CapEff:\s+([0-9a-f]+)/.exec(await exec(containerId, ['cat', '/proc/self/status']))?.[1] ?? '0';
+    const NET_ADMIN = 12n;
+    const NET_RAW = 13n;
+    expect((BigInt(`0x${capEff}`) >> NET_ADMIN) & 1n).toBe(0n);
+    expect((BigInt(`0x${capEff}`) >> NET_RAW) & 1n).toBe(1n);
   });
 
   it('removing the pod removes its containers, their cgroups and rootfs mounts', async () => {

@@ -1,42 +1,74 @@
-import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import type { CriProbe } from '../doctor/cri-checks.js';
-import { ImageServiceClient, RuntimeServiceClient, type PodSandboxStatusResponse } from '../generated/api.js';
+import { Client, credentials, Metadata, type handleUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import * as api from '../generated/api.js';
+import {
+  ImageServiceClient,
+  RuntimeServiceClient,
+  type ImageServiceServer,
+  type RuntimeServiceServer,
+} from '../generated/api.js';
 
-/** The CRI calls the CLI commands make (doctor's probe, and explain's look-ups). */
-export interface CliCri extends CriProbe {
-  podSandboxStatus(id: string): Promise<PodSandboxStatusResponse>;
+/**
+ * A CRI client for icetray's own commands (doctor, explain, demo) — and its tests: the two
+ * generated grpc-js clients with promise-returning methods, each request completed from a
+ * partial one, as a kubelet or crictl would call the runtime.
+ */
+
+/** Any part of a message, nested: fromPartial fills in the rest with defaults. */
+export type DeepPartial<T> = T extends bigint | string | number | boolean | Buffer
+  ? T
+  : T extends (infer U)[]
+    ? DeepPartial<U>[]
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
+
+type Promised<Service> = {
+  [
+    K in keyof Service as Service[K] extends handleUnaryCall<infer _Req, infer _Res> ? K : never
+  ]: Service[K] extends handleUnaryCall<infer Req, infer Res> ? (request: DeepPartial<Req>) => Promise<Res> : never;
+};
+
+export interface CriClient {
+  runtime: Promised<RuntimeServiceServer>;
+  image: Promised<ImageServiceServer>;
+  /** The gRPC status code of the removed v1alpha2 Version call (12 = UNIMPLEMENTED). */
+  v1alpha2Code(): Promise<number>;
+  close(): void;
 }
 
-const DEADLINE_MS = 5_000;
-const deadline = (): Date => new Date(Date.now() + DEADLINE_MS);
+type Callback = (err: ServiceError | null, res: unknown) => void;
+type Method = (req: unknown, metadata: Metadata, options: { deadline?: Date }, cb: Callback) => void;
 
-export function connectCri(socket: string): CliCri {
+function promised<Service>(client: Client, deadlineMs: number | undefined): Promised<Service> {
+  return new Proxy({} as Promised<Service>, {
+    get(_target, key: string) {
+      const method = (client as unknown as Record<string, Method>)[key];
+      // ts-proto's encoders need every field: complete the partial request with its defaults.
+      const type = (api as unknown as Record<string, { fromPartial?: (partial: unknown) => unknown }>)[
+        `${key.charAt(0).toUpperCase()}${key.slice(1)}Request`
+      ];
+      if (typeof method !== 'function' || type?.fromPartial === undefined) throw new Error(`no unary RPC ${key}`);
+      const fromPartial = type.fromPartial;
+      return (request: unknown) =>
+        new Promise((resolve, reject) => {
+          const options = deadlineMs === undefined ? {} : { deadline: new Date(Date.now() + deadlineMs) };
+          method.call(client, fromPartial(request), new Metadata(), options, (err, response) =>
+            err ? reject(err) : resolve(response),
+          );
+        });
+    },
+  });
+}
+
+/** Connects to a CRI socket; `deadlineMs` bounds every call (none by default). */
+export function connectCri(socket: string, deadlineMs?: number): CriClient {
   const address = `unix://${socket}`;
-  const runtime = new RuntimeServiceClient(address, credentials.createInsecure());
-  const image = new ImageServiceClient(address, credentials.createInsecure());
+  const runtimeClient = new RuntimeServiceClient(address, credentials.createInsecure());
+  const imageClient = new ImageServiceClient(address, credentials.createInsecure());
   const raw = new Client(address, credentials.createInsecure());
   return {
-    version: () =>
-      new Promise((resolve, reject) => {
-        runtime.version({ version: '0.1.0' }, new Metadata(), { deadline: deadline() }, (err, res) =>
-          err ? reject(err) : resolve(res),
-        );
-      }),
-    imageStatus: (ref) =>
-      new Promise((resolve, reject) => {
-        image.imageStatus(
-          { image: { image: ref, annotations: {}, userSpecifiedImage: ref, runtimeHandler: '', imageRef: '' }, verbose: false },
-          new Metadata(),
-          { deadline: deadline() },
-          (err, res) => (err ? reject(err) : resolve(res)),
-        );
-      }),
-    podSandboxStatus: (id) =>
-      new Promise((resolve, reject) => {
-        runtime.podSandboxStatus({ podSandboxId: id, verbose: true }, new Metadata(), { deadline: deadline() }, (err, res) =>
-          err ? reject(err) : resolve(res),
-        );
-      }),
+    runtime: promised<RuntimeServiceServer>(runtimeClient, deadlineMs),
+    image: promised<ImageServiceServer>(imageClient, deadlineMs),
     v1alpha2Code: () =>
       new Promise((resolve) => {
         const identity = (value: Buffer): Buffer => value;
@@ -45,15 +77,15 @@ export function connectCri(socket: string): CliCri {
           identity,
           identity,
           Buffer.alloc(0),
-          { deadline: deadline() },
+          { deadline: new Date(Date.now() + 5_000) },
           (err: ServiceError | null) => {
             resolve(err?.code ?? 0);
           },
         );
       }),
     close() {
-      runtime.close();
-      image.close();
+      runtimeClient.close();
+      imageClient.close();
       raw.close();
     },
   };

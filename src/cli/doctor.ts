@@ -6,7 +6,7 @@ import {
   checkSystemd,
   type CheckResult,
 } from '../doctor/checks.js';
-import { checkPauseImage, checkSocket } from '../doctor/cri-checks.js';
+import { checkPauseImage, checkSocket, type CriProbe } from '../doctor/cri-checks.js';
 import { PAUSE_BINARY } from '../paths.js';
 import { CONFIG_HELP, CONFIG_OPTIONS, loadFromOptions, type Values } from './config-options.js';
 import { connectCri } from './cri-client.js';
@@ -30,7 +30,13 @@ export const DOCTOR_OPTIONS = { ...CONFIG_OPTIONS, 'kubelet-config': { type: 'st
 export async function doctor(values: Values): Promise<number> {
   const { config } = loadFromOptions(values);
   const kubeletConfig = typeof values['kubelet-config'] === 'string' ? values['kubelet-config'] : '/var/lib/kubelet/config.yaml';
-  const probe = connectCri(config.socket);
+  const cri = connectCri(config.socket, 5_000);
+  const probe: CriProbe = {
+    version: () => cri.runtime.version({ version: '0.1.0' }),
+    imageStatus: (image) => cri.image.imageStatus({ image: { image } }),
+    v1alpha2Code: () => cri.v1alpha2Code(),
+    close: () => cri.close(),
+  };
   let results: CheckResult[];
   try {
     results = [

@@ -45,9 +45,9 @@ export async function explain(values: Values, positionals: string[]): Promise<nu
   const [kind, id] = positionals;
   if (kind !== 'pod' || id === undefined) throw new InvalidArgumentError('usage: icetray explain pod POD');
   const { config } = loadFromOptions(values);
-  const cri = connectCri(config.socket);
+  const cri = connectCri(config.socket, 5_000);
   try {
-    const response = await cri.podSandboxStatus(id);
+    const response = await cri.runtime.podSandboxStatus({ podSandboxId: id, verbose: true });
     const status = response.status;
     const record: PodRecord = {
       id: status?.id ?? id,

@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { IcetrayError, messageOf } from '../errors.js';
 import { configShow, CONFIG_SHOW_HELP, CONFIG_SHOW_OPTIONS } from './config-show.js';
+import { demo, DEMO_HELP, DEMO_OPTIONS } from './demo.js';
 import { doctor, DOCTOR_HELP, DOCTOR_OPTIONS } from './doctor.js';
 import { explain, EXPLAIN_HELP, EXPLAIN_OPTIONS } from './explain.js';
 import { serve, SERVE_HELP, SERVE_OPTIONS } from './serve.js';
@@ -18,6 +19,7 @@ Commands:
   config show   print the config in force and where each value came from
   doctor        check that this node can run pods, with the fix for each problem
   explain pod   show what holds a pod, read from the live system
+  demo          show what the pause container does, step by step, with evidence
 
 Run "icetray <command> --help" for a command's options.
 `;
@@ -36,6 +38,7 @@ const COMMANDS: Record<string, Command> = {
   'config show': { help: CONFIG_SHOW_HELP, options: CONFIG_SHOW_OPTIONS, run: configShow },
   doctor: { help: DOCTOR_HELP, options: DOCTOR_OPTIONS, run: doctor },
   explain: { help: EXPLAIN_HELP, options: EXPLAIN_OPTIONS, run: explain, positionals: true },
+  demo: { help: DEMO_HELP, options: DEMO_OPTIONS, run: demo },
 };
 
 async function main(argv: string[]): Promise<number> {

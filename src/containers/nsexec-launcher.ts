@@ -1,7 +1,7 @@
 import { mkdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { FailedPreconditionError, InvalidArgumentError, UnavailableError, UnimplementedError } from '../errors.js';
+import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
 import { readChildren, startChild } from '../os/child.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
@@ -45,14 +45,6 @@ async function mountArgs(request: LaunchRequest): Promise<string[]> {
   const args = ['--bind', `${request.podFiles.hostname}:/etc/hostname`, '--bind', `${request.podFiles.hosts}:/etc/hosts`];
   args.push('--bind', `${request.podFiles.resolvConf}:/etc/resolv.conf${context?.readonlyRootfs === true ? ':ro' : ''}`);
   for (const mount of request.config.mounts) {
-    if (mount.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL) {
-      throw new InvalidArgumentError(
-        `mount ${mount.containerPath}: bidirectional propagation is not supported by icetray's launcher`,
-      );
-    }
-    // Declined on purpose: UNIMPLEMENTED is how clients (critest) learn there are no image volumes.
-    if (mount.image !== undefined && mount.image.image !== '')
-      throw new UnimplementedError(`mount ${mount.containerPath}: image volumes are not supported`);
     // containerd creates a missing host path as a folder; a symlink is followed to its target.
     await mkdir(mount.hostPath, { recursive: true }).catch(() => undefined);
     const source = await realpath(mount.hostPath);

@@ -1,7 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidArgumentError } from '../errors.js';
-import { SecurityProfile_ProfileType, type LinuxContainerSecurityContext, type SecurityProfile } from '../generated/api.js';
+import { InvalidArgumentError, UnimplementedError } from '../errors.js';
+import {
+  MountPropagation,
+  SecurityProfile_ProfileType,
+  type LinuxContainerSecurityContext,
+  type Mount,
+  type SecurityProfile,
+} from '../generated/api.js';
 
 /**
  * A container's security context turned into what the launcher applies: user and groups,
@@ -83,6 +89,23 @@ async function passwd(rootfs: string): Promise<PasswdEntry[]> {
     uid: Number(uid),
     gid: Number(gid),
   }));
+}
+
+/** Mounts icetray cannot make, refused at CreateContainer rather than at start. */
+export function validateMounts(mounts: readonly Mount[]): void {
+  for (const mount of mounts) {
+    // Declined on purpose: UNIMPLEMENTED is how clients (critest) learn there are no image volumes.
+    if (mount.image !== undefined && mount.image.image !== '') {
+      throw new UnimplementedError(`mount ${mount.containerPath}: image volumes are not supported`);
+    }
+    if (mount.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL) {
+      throw new InvalidArgumentError(
+        `mount ${mount.containerPath}: bidirectional propagation is not supported by icetray's launcher`,
+      );
+    }
+    if (!mount.containerPath.startsWith('/'))
+      throw new InvalidArgumentError(`mount container_path "${mount.containerPath}" must be absolute`);
+  }
 }
 
 /** Rejects what can be told wrong before anything is made (CreateContainer). */

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,7 +18,7 @@ import { containerName, exitReason, transition, type Container, type ContainerSt
 import { ContainerLogWriter } from './logs.js';
 import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit } from './ports.js';
 import { containerArgv, containerEnv, containerWorkingDir } from './process-spec.js';
-import { validateSecurityContext } from './security-context.js';
+import { validateMounts, validateSecurityContext } from './security-context.js';
 import { deleteContainerDir, loadContainers, saveContainer } from './state.js';
 
 export interface ContainerDeps {
@@ -86,6 +87,7 @@ export class ContainerService {
     // Fail now, not at start, on a command, working dir or security context that cannot be.
     containerArgv(config, image);
     validateSecurityContext(config.linux?.securityContext);
+    validateMounts(config.mounts);
     containerWorkingDir(config, image);
 
     const id = newId();
@@ -374,6 +376,9 @@ export class ContainerService {
       signalProcess(-process.namespacePid, 'SIGKILL');
       signalProcess(process.pid, 'SIGKILL');
       await process.exited;
+      // Killed is not yet gone: wait until the pod's init has reaped it, so a `ps` right after
+      // the timeout (critest's check) no longer shows it.
+      for (let i = 0; i < 100 && existsSync(`/proc/${process.namespacePid}`); i++) await sleep(20);
       throw new DeadlineExceededError(`command ${JSON.stringify(argv)} timed out after ${timeoutSeconds}s`);
     }
     return { exitCode: result.exitCode, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) };

@@ -9,7 +9,7 @@ import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
 import { CommandError, run } from '../os/exec.js';
 import { writeAtomic } from '../persist.js';
-import { buildPauseImage, type LocalImage } from './pause-image.js';
+import { buildBusyboxImage, buildPauseImage, type LocalImage } from './pause-image.js';
 import { choosePlatform, imageUser, parseConfig, parseManifest, sha256, type Descriptor, type ImageConfig } from './oci.js';
 import { formatReference, isDigest, parseReference, repositoryName } from './reference.js';
 import { registryHosts, type RegistryConfig } from './registry-config.js';
@@ -96,6 +96,10 @@ export interface ImageStoreOptions {
 
 /** The pause image icetray builds itself; any other configured name is pulled like an image. */
 export const BUILTIN_PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
+
+/** A busybox image icetray makes from the node's busybox-static when it is "pulled" (icetray demo). */
+export const BUILTIN_BUSYBOX_IMAGE = 'icetray.local/busybox:latest';
+const BUSYBOX_BINARY = '/bin/busybox';
 
 const hex = (digest: string): string => digest.slice('sha256:'.length);
 const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
@@ -381,6 +385,8 @@ export class ImageStore {
   async pull(ref: string, credentials: Credentials | undefined, signal: AbortSignal): Promise<Image> {
     const parsed = parseReference(ref);
     const name = formatReference(parsed);
+    // icetray.local/ names no registry: the image is made here.
+    if (name === BUILTIN_BUSYBOX_IMAGE) return this.buildBusybox();
     const releases: (() => void)[] = [];
     let committed = false;
     try {
@@ -513,6 +519,19 @@ export class ImageStore {
     } finally {
       release();
     }
+  }
+
+  private async buildBusybox(): Promise<Image> {
+    let applets: string[];
+    try {
+      applets = (await run(BUSYBOX_BINARY, ['--list'])).stdout.split('\n').filter(Boolean);
+    } catch (err) {
+      throw new UnavailableError(
+        `cannot make ${BUILTIN_BUSYBOX_IMAGE}: ${BUSYBOX_BINARY} is missing (apt-get install busybox-static)`,
+        { cause: err },
+      );
+    }
+    return this.storeLocal(BUILTIN_BUSYBOX_IMAGE, await buildBusyboxImage(BUSYBOX_BINARY, applets));
   }
 
   private async buildPause(): Promise<Image> {
