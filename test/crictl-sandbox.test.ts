@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runProgram, startServeProcess, type ServeProcess } from './helpers/cli.js';
-import { ipForward, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
+import { connectCri } from './helpers/cri.js';
+import { runIcetray, runProgram, startServeProcess, type ServeProcess } from './helpers/cli.js';
+import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
 import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
@@ -57,5 +58,38 @@ describe.skipIf(skip !== undefined)(`crictl drives pod sandboxes (${skip ?? 'roo
     expect((await crictl('pods', '--id', id, '--state', 'NotReady', '-q')).stdout.trim()).toBe(id);
     expect((await crictl('rmp', id)).code).toBe(0);
     expect((await crictl('pods', '-q')).stdout.trim()).toBe('');
+  });
+});
+
+describe.skipIf(!isRoot)('the cgroup driver recorded with the first pod (needs root: creates a pod)', () => {
+  it('refuses to start with another driver while pods exist, saying why and what to do', async () => {
+    const before = ipForward();
+    const serve = await startServeProcess();
+    const net = writeTestNetwork(join(serve.dir, 'net.d'), serve.dir);
+    try {
+      const cri = connectCri(serve.socket);
+      const { podSandboxId } = await cri.runtime.runPodSandbox({ config: podConfig() });
+      await cri.runtime.stopPodSandbox({ podSandboxId });
+      cri.close();
+      const { readFile, writeFile } = await import('node:fs/promises');
+      // The same node, restarted with the other driver (the pod is still there).
+      const changed = join(serve.dir, 'systemd.toml');
+      await writeFile(
+        changed,
+        (await readFile(serve.configFile, 'utf8')).replace(/^socket = .*$/m, `socket = "${join(serve.dir, 'other.sock')}"`) +
+          '\ncgroup_driver = "systemd"\n',
+      );
+      const result = await runIcetray(['serve', '--config', changed]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('cgroup_driver is "systemd" but the pods on this node were made with "cgroupfs"');
+      expect(result.stderr).toContain('drain the node');
+      const again = connectCri(serve.socket);
+      await again.runtime.removePodSandbox({ podSandboxId });
+      again.close();
+    } finally {
+      await serve.stop();
+      await sh('ip', ['link', 'del', net.bridge]);
+      restoreIpForward(before);
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises';
+import { access, readdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { checkDriverRecord } from '../cgroups/state-record.js';
@@ -13,6 +13,7 @@ import { bindMountPinner } from '../sandbox/namespaces.js';
 import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
 import { nativePauseLauncher } from '../sandbox/pause.js';
 import { SandboxService } from '../sandbox/service.js';
+import { sandboxesDir } from '../sandbox/state.js';
 import { tmpfsShm } from '../sandbox/shm.js';
 
 /**
@@ -42,6 +43,10 @@ export interface RuntimeOverrides {
 export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const { config } = loaded;
   const pauseBinary = overrides.pauseBinary ?? PAUSE_BINARY;
+  // Pods keep the cgroups their driver made: another driver cannot take them over. Checked
+  // first, so that this, the real reason, is what a changed driver reports.
+  const podsExist = (await readdir(sandboxesDir(config.rootDir)).catch(() => [])).length > 0;
+  await checkDriverRecord(config.rootDir, config.cgroupDriver, podsExist);
   const cgroups = await createDriver({ name: config.cgroupDriver });
   const images = await ImageStore.open({
     root: imageStoreDir(config.rootDir),
@@ -71,8 +76,6 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     podCgroup: (sandbox) => sandbox.cgroup.pod,
   });
   await containers.load();
-  // Pods keep the cgroups their driver made: another driver cannot take them over.
-  await checkDriverRecord(config.rootDir, config.cgroupDriver, sandboxes.store.all().length > 0);
   return {
     loaded,
     pauseBinary,
