@@ -31,7 +31,9 @@ for (const program of programs) {
       break;
     } catch (err) {
       if (err.code === 'ENOENT') {
-        console.error(`error: no C compiler ("${cc}") to build ${program.name}. Install one: apt-get install ${program.packages}`);
+        console.error(
+          `error: no C compiler ("${cc}") to build ${program.name}. Install one: apt-get install ${program.packages}`,
+        );
         process.exit(1);
       }
       if (mode === 'dynamic') console.error(String(err.stderr ?? ''));
