@@ -6,10 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerConfig, ContainerState, type PodSandboxConfig } from '../src/generated/api.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { runIcetray, runProgram } from './helpers/cli.js';
 import { ipForward, isAlive, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { useTempDirs } from './helpers/temp.js';
-import { isRoot } from './helpers/tools.js';
+import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
 
 const BUSYBOX = 'registry.k8s.io/e2e-test-images/busybox:1.29-2';
 const FIXTURES = join(PACKAGE_ROOT, 'conformance', 'fixtures', 'registry.sh');
@@ -132,6 +133,22 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     expect((await t.cri.runtime.podSandboxStatus({ podSandboxId: p.id })).status?.network?.ip).toBe(before.status?.network?.ip);
     const again = await run(p.id, p.config, 'victim', ['sleep', '305'], 1);
     expect(await netInode(again)).toBe(inode);
+    // icetray explain container reads the same from /proc: shared namespaces, its own mnt, the restart.
+    const explained = await runIcetray(['explain', 'container', again.slice(0, 12), '--socket', t.socket, '--output', 'json']);
+    const e = JSON.parse(explained.stdout) as {
+      namespaces: { kind: string; shared: boolean }[];
+      restarts: string[];
+      cgroup: { path: string };
+    };
+    expect(Object.fromEntries(e.namespaces.map((ns) => [ns.kind, ns.shared]))).toEqual({
+      net: true,
+      ipc: true,
+      uts: true,
+      pid: true,
+      mnt: false,
+    });
+    expect(e.restarts).toEqual([expect.stringMatching(/^attempt 0 .*: CONTAINER_EXITED, exit code 137/) as string]);
+    expect(e.cgroup.path).toContain(again);
   });
 
   it('writes the CRI log format and puts the process in the container cgroup', async () => {
@@ -177,6 +194,42 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     const NET_RAW = 13n;
     expect((BigInt(`0x${capEff}`) >> NET_ADMIN) & 1n).toBe(0n);
     expect((BigInt(`0x${capEff}`) >> NET_RAW) & 1n).toBe(1n);
+  });
+
+  it('puts limits in the cgroup files, reports rising CPU in stats, and updates a running container (crictl update)', async () => {
+    const p = await pod();
+    const config = ContainerConfig.fromPartial({
+      metadata: { name: 'busy' },
+      image: { image: BUSYBOX },
+      command: ['sh', '-c', 'while :; do :; done'],
+      linux: { resources: { cpuPeriod: 100_000n, cpuQuota: 50_000n, memoryLimitInBytes: 64n * 1024n * 1024n } },
+    });
+    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId: p.id, config, sandboxConfig: p.config });
+    await t.cri.runtime.startContainer({ containerId });
+    const cgroup = `/kubepods/burstable/pod${p.config.metadata?.uid ?? ''}/${containerId}`;
+    expect(readFileSync(`/sys/fs/cgroup/memory${cgroup}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(64 * 1024 * 1024));
+    expect(readFileSync(`/sys/fs/cgroup/cpu${cgroup}/cpu.cfs_quota_us`, 'utf8').trim()).toBe('50000');
+    const first = (await t.cri.runtime.containerStats({ containerId })).stats?.cpu?.usageCoreNanoSeconds?.value ?? 0n;
+    await sleep(500);
+    const second = (await t.cri.runtime.containerStats({ containerId })).stats?.cpu?.usageCoreNanoSeconds?.value ?? 0n;
+    expect(second).toBeGreaterThan(first + 50_000_000n);
+    const pods = await t.cri.runtime.listPodSandboxStats({ filter: { id: p.id } });
+    expect(pods.stats[0]?.linux?.containers.map((c) => c.attributes?.id)).toEqual([containerId]);
+    const crictl = crictlMissing();
+    if (crictl === undefined) {
+      const update = await runProgram(CRICTL, [
+        '--runtime-endpoint',
+        `unix://${t.socket}`,
+        'update',
+        '--memory',
+        String(128 * 1024 * 1024),
+        containerId,
+      ]);
+      expect(update.code, update.stderr).toBe(0);
+    } else {
+      await t.cri.runtime.updateContainerResources({ containerId, linux: { memoryLimitInBytes: 128n * 1024n * 1024n } });
+    }
+    expect(readFileSync(`/sys/fs/cgroup/memory${cgroup}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(128 * 1024 * 1024));
   });
 
   it('removing the pod removes its containers, their cgroups and rootfs mounts', async () => {

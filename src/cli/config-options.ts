@@ -7,6 +7,8 @@ export const CONFIG_OPTIONS = {
   config: { type: 'string' },
   flavor: { type: 'string' },
   socket: { type: 'string' },
+  'root-dir': { type: 'string' },
+  'state-dir': { type: 'string' },
   'pod-infra-container-image': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
@@ -16,6 +18,8 @@ export const CONFIG_HELP = `  --config FILE       TOML config file (default /etc
   --flavor NAME       stand in for containerd, crio or cri-dockerd: take its default socket
                       and read its config file in its own spelling
   --socket PATH       the CRI socket (default /run/icetray/icetray.sock)
+  --root-dir DIR      persistent state (default /var/lib/icetray)
+  --state-dir DIR     volatile state (default /run/icetray)
   --pod-infra-container-image IMAGE
                       the pause image, spelled as cri-dockerd's flag
   --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
@@ -39,6 +43,10 @@ export function loadFromOptions(values: Values): LoadedConfig {
   if (socket !== undefined) flags.socket = socket;
   const logLevel = text(values, 'log-level');
   if (logLevel !== undefined) flags.logLevel = logLevel as LogLevel;
+  const rootDir = text(values, 'root-dir');
+  if (rootDir !== undefined) flags.rootDir = rootDir;
+  const stateDir = text(values, 'state-dir');
+  if (stateDir !== undefined) flags.stateDir = stateDir;
   const pauseImage = text(values, 'pod-infra-container-image');
   if (pauseImage !== undefined) flags.pauseImage = pauseImage;
   return loadConfig({ file: text(values, 'config'), flags, flavor: flavor as Flavor | undefined });

@@ -1,15 +1,19 @@
 import { InvalidArgumentError } from '../errors.js';
-import { PodSandboxState } from '../generated/api.js';
+import { ContainerState, PodSandboxState } from '../generated/api.js';
+import { explainContainer, type ContainerExplanation } from '../explain/container.js';
 import { explainPod, type PodExplanation, type PodRecord } from '../explain/pod.js';
 import { CONFIG_HELP, CONFIG_OPTIONS, loadFromOptions, type Values } from './config-options.js';
-import { connectCri } from './cri-client.js';
+import { connectCri, type CriClient } from './cri-client.js';
 
 export const EXPLAIN_HELP = `Usage: icetray explain pod POD [options]
+       icetray explain container CONTAINER [options]
 
 Show what holds a pod: the pause process, each namespace with its inode and the processes
 that really share it (read from /proc), the pod IP on eth0, the hostname set in its UTS
 namespace, its resolv.conf — and where icetray's records and the live system disagree.
-POD is a pod id or a unique prefix of one.
+For a container: its namespaces next to pause's (which are shared, which are its own), its cgroup
+and limits as the kernel has them, and its earlier attempts (restarts leave the pod untouched).
+POD and CONTAINER are ids or unique prefixes of one.
 
 Options:
 ${CONFIG_HELP}  --output FORMAT     text (default) or json
@@ -41,11 +45,77 @@ function print(pod: PodExplanation): string {
   return `${lines.join('\n')}\n`;
 }
 
+function printContainer(c: ContainerExplanation): string {
+  const lines = [
+    `container ${c.name} (${c.id.slice(0, 13)}), attempt ${c.attempt}, ${c.state.replace('CONTAINER_', '').toLowerCase()}, pid ${String(c.pid)}`,
+    '  namespaces (container / pause):',
+    ...c.namespaces.map(
+      (ns) =>
+        `    ${ns.kind.padEnd(4)} ${String(ns.container).padEnd(11)} ${String(ns.pause).padEnd(11)} ${ns.shared ? "shared: the pod's" : 'its own'}`,
+    ),
+    `  pod IP: ${c.podIp || '(none)'}`,
+    `  cgroup: ${c.cgroup.path}`,
+    `    memory limit: ${c.cgroup.memoryLimit}; cpu quota: ${c.cgroup.cpuQuota}`,
+    c.restarts.length === 0
+      ? '  no earlier attempts'
+      : `  earlier attempts (each a new container; pause, IP and namespaces stayed):\n${c.restarts.map((r) => `    ${r}`).join('\n')}`,
+    c.disagreements.length === 0
+      ? '  records and live system agree'
+      : `  DISAGREEMENTS:\n${c.disagreements.map((d) => `    - ${d}`).join('\n')}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+async function explainContainerById(cri: CriClient, id: string, json: boolean): Promise<number> {
+  const status = await cri.runtime.containerStatus({ containerId: id, verbose: true });
+  const info = JSON.parse(status.info['info'] ?? '{}') as { pid: number | null; sandboxId: string };
+  const pod = await cri.runtime.podSandboxStatus({ podSandboxId: info.sandboxId, verbose: true });
+  const podInfo = JSON.parse(pod.info['info'] ?? '{}') as {
+    pid: number | null;
+    namespaces: Record<string, { inode: number | null }>;
+  };
+  const name = status.status?.metadata?.name ?? '';
+  const siblings = (await cri.runtime.listContainers({ filter: { podSandboxId: info.sandboxId } })).containers.filter(
+    (c) => c.metadata?.name === name && c.id !== status.status?.id,
+  );
+  const previous = await Promise.all(
+    siblings.map(async (c) => {
+      const s = (await cri.runtime.containerStatus({ containerId: c.id })).status;
+      return {
+        id: c.id,
+        attempt: c.metadata?.attempt ?? 0,
+        state: ContainerState[c.state],
+        exitCode: s?.exitCode ?? 0,
+        reason: s?.reason ?? '',
+      };
+    }),
+  );
+  const explanation = await explainContainer({
+    id: status.status?.id ?? id,
+    name,
+    attempt: status.status?.metadata?.attempt ?? 0,
+    state: ContainerState[status.status?.state ?? ContainerState.CONTAINER_UNKNOWN],
+    pid: info.pid,
+    pod: { id: info.sandboxId, pausePid: podInfo.pid, ip: pod.status?.network?.ip ?? '', namespaces: {} },
+    previous: previous.sort((a, b) => a.attempt - b.attempt),
+  });
+  process.stdout.write(json ? `${JSON.stringify(explanation, null, 2)}\n` : printContainer(explanation));
+  return explanation.disagreements.length === 0 ? 0 : 1;
+}
+
 export async function explain(values: Values, positionals: string[]): Promise<number> {
   const [kind, id] = positionals;
-  if (kind !== 'pod' || id === undefined) throw new InvalidArgumentError('usage: icetray explain pod POD');
+  if ((kind !== 'pod' && kind !== 'container') || id === undefined)
+    throw new InvalidArgumentError('usage: icetray explain pod POD | container CONTAINER');
   const { config } = loadFromOptions(values);
   const cri = connectCri(config.socket, 5_000);
+  if (kind === 'container') {
+    try {
+      return await explainContainerById(cri, id, values['output'] === 'json');
+    } finally {
+      cri.close();
+    }
+  }
   try {
     const response = await cri.runtime.podSandboxStatus({ podSandboxId: id, verbose: true });
     const status = response.status;

@@ -18,7 +18,7 @@ Commands:
   serve         serve the CRI runtime and image services on a Unix socket
   config show   print the config in force and where each value came from
   doctor        check that this node can run pods, with the fix for each problem
-  explain pod   show what holds a pod, read from the live system
+  explain       show what holds a pod, or where a container sits in it, from the live system
   demo          show what the pause container does, step by step, with evidence
 
 Run "icetray <command> --help" for a command's options.

@@ -28,13 +28,8 @@ export async function serve(values: Values): Promise<number> {
   if (ready.reason === 'PauseBinaryMissing') throw new FailedPreconditionError(ready.message);
   const server = await startServer(runtime);
 
-  const endpoint = `unix://${server.socket}`;
-  log.info({ endpoint, config: loaded.file ?? '(defaults)', cgroupDriver: config.cgroupDriver }, 'icetray is serving CRI v1');
-  process.stdout.write(
-    `icetray serving CRI v1 on ${endpoint}\n` + `point crictl at it:  echo 'runtime-endpoint: ${endpoint}' > /etc/crictl.yaml\n`,
-  );
-
-  await new Promise<void>((resolve) => {
+  // Listen for the stop signals before saying "serving": a supervisor may send one at once.
+  const stopped = new Promise<void>((resolve) => {
     const shutdown = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'shutting down: draining calls in flight');
       resolve();
@@ -42,6 +37,12 @@ export async function serve(values: Values): Promise<number> {
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   });
+  const endpoint = `unix://${server.socket}`;
+  log.info({ endpoint, config: loaded.file ?? '(defaults)', cgroupDriver: config.cgroupDriver }, 'icetray is serving CRI v1');
+  process.stdout.write(
+    `icetray serving CRI v1 on ${endpoint}\n` + `point crictl at it:  echo 'runtime-endpoint: ${endpoint}' > /etc/crictl.yaml\n`,
+  );
+  await stopped;
   await server.stop();
   await runtime.close();
   log.info('stopped');

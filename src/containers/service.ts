@@ -279,7 +279,13 @@ export class ContainerService {
     await this.stop(container.id, 0);
     await this.locks.with(container.id, async () => {
       await this.live.get(container.id)?.exited;
-      if (container.cgroup !== '') await this.deps.cgroups.remove(container.cgroup);
+      if (container.cgroup !== '') {
+        // SIGKILLed processes take a moment to leave their cgroup; it cannot be removed before.
+        await this.killLeftovers(container);
+        for (let i = 0; i < 100 && (await this.deps.cgroups.pids(container.cgroup).catch(() => [])).length > 0; i++)
+          await sleep(20);
+        await this.deps.cgroups.remove(container.cgroup);
+      }
       await this.deps.images.releaseRootfs(container.imageId, container.id, container.dir);
       await deleteContainerDir(container);
       this.live.delete(container.id);

@@ -55,7 +55,12 @@ export async function startServeProcess(extraToml = ''): Promise<ServeProcess> {
       extraToml,
     ].join('\n'),
   );
-  const child = spawn(process.execPath, [ICETRAY_CLI, 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnServe(['--config', configFile], dir, socket, configFile);
+}
+
+/** Runs `icetray serve ARGS` and waits until it says it is serving; stop() also removes `dir`. */
+export async function spawnServe(args: string[], dir: string, socket: string, configFile = ''): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [ICETRAY_CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
