@@ -318,6 +318,16 @@ static void set_user_and_caps(struct options *o) {
   if (syscall(SYS_capset, &header, data) < 0) die("capabilities", "capset: %s", strerror(errno));
 }
 
+static void report_pid(int fd, pid_t pid) {
+  if (fd < 0) return;
+  char line[32];
+  int n = snprintf(line, sizeof line, "%d\n", (int)pid);
+  if (write(fd, line, (size_t)n) < 0) {
+    /* icetray then falls back to this process's pid */
+  }
+  close(fd);
+}
+
 static pid_t child_pid = 0;
 
 static void forward(int sig) {
@@ -417,7 +427,6 @@ int main(int argc, char **argv) {
   if (o.sync_fd >= 0) {
     char go;
     if (read(o.sync_fd, &go, 1) != 1) die("sync", "icetray went away before placing the process");
-    close(o.sync_fd);
   }
   if (o.set_oom) {
     FILE *f = fopen("/proc/self/oom_score_adj", "we");
@@ -451,14 +460,21 @@ int main(int argc, char **argv) {
   }
 
   /* 3. A PID namespace applies to children only. */
+  /* icetray learns, on the sync channel, which process is the container's: the child after a
+   * fork, else this one. */
+  pid_t container_pid = getpid();
   if (pid_changed) {
     pid_t child = fork();
     if (child < 0) die("fork", "%s", strerror(errno));
     if (child > 0) {
       if (error_fd >= 0) close(error_fd);
+      report_pid(o.sync_fd, child);
       monitor(child);
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (o.sync_fd >= 0) close(o.sync_fd);
+  } else {
+    report_pid(o.sync_fd, container_pid);
   }
   /* An exec gets a process group of its own, so that a timeout can kill all it started. */
   if (o.join > 0) setsid();

@@ -30,7 +30,10 @@ function print(pod: PodExplanation): string {
   ];
   for (const ns of pod.namespaces) {
     lines.push(`    ${ns.kind.padEnd(4)} inode ${String(ns.inode)}  pinned at ${ns.pin}`);
-    for (const member of ns.members) lines.push(`           pid ${String(member.pid).padEnd(7)} ${member.command}`);
+    for (const member of ns.members) {
+      const command = member.command.length > 100 ? `${member.command.slice(0, 99)}…` : member.command;
+      lines.push(`           pid ${String(member.pid).padEnd(7)} ${command}`);
+    }
   }
   lines.push(
     `  network: IP ${pod.network.recordedIp || '(none)'}; eth0 has ${pod.network.liveAddresses.join(', ') || 'no IPv4 address'}`,

@@ -1,9 +1,9 @@
 import { mkdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
-import { readChildren, startChild } from '../os/child.js';
+import { startChild } from '../os/child.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, resolveUser, seccompProfile } from './security-context.js';
 
@@ -89,12 +89,6 @@ async function processArgs(config: ContainerConfig, rootfs: string, imageUser: s
   return args;
 }
 
-/** nsexec forks when it enters a PID namespace: its only child is then the container's process. */
-function forkedChild(pid: number): number | undefined {
-  const children = readChildren(pid);
-  return children.length === 1 ? children[0] : undefined;
-}
-
 /** Starts nsexec, places it in its cgroup, lets it go, and waits until it exec'd or failed. */
 async function launch(
   nsexec: string,
@@ -107,12 +101,20 @@ async function launch(
     env.map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
   );
   const child = startChild(nsexec, ['--sync-fd', '3', '--error-fd', '4', ...args], { env: environment, stdin, extraPipes: 2 });
-  const sync = child.stdio[3] as Writable;
+  const sync = child.stdio[3] as Duplex;
   const errors = child.stdio[4] as Readable;
   const exited = new Promise<ProcessExit>((resolve) => child.once('exit', (code, signal) => resolve(exitOf(code, signal))));
   if (child.pid === undefined) throw new UnavailableError(`failed to start ${nsexec}`);
   let report = '';
   errors.on('data', (chunk: Buffer) => (report += chunk.toString()));
+  // nsexec answers the go byte with the pid of the container's process (its child after a fork
+  // into a PID namespace, else itself) and closes the channel.
+  let pidLine = '';
+  const told = new Promise<void>((resolve) => {
+    sync.on('data', (chunk: Buffer) => (pidLine += chunk.toString()));
+    sync.once('end', () => resolve());
+    sync.once('close', () => resolve());
+  });
   const reported = new Promise<void>((resolve) => errors.once('close', () => resolve()));
   try {
     await placeInCgroup(child.pid);
@@ -120,15 +122,16 @@ async function launch(
     child.kill('SIGKILL');
     throw err;
   }
-  sync.end('g');
-  await reported;
+  sync.write('g');
+  await Promise.all([reported, told]);
+  sync.destroy();
   if (report !== '') {
     await exited;
     throw new FailedPreconditionError(`failed to start the container process: ${report}`);
   }
   return {
     pid: child.pid,
-    namespacePid: forkedChild(child.pid) ?? child.pid,
+    namespacePid: Number.parseInt(pidLine, 10) || child.pid,
     stdout: child.stdout as Readable,
     stderr: child.stderr as Readable,
     stdin: child.stdin ?? undefined,

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
@@ -373,6 +374,8 @@ export class ContainerService {
     const stderr: Buffer[] = [];
     process.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
     process.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    // A process can exit before its last output is read: wait for both pipes to close too.
+    const drained = Promise.all([once(process.stdout, 'close'), once(process.stderr, 'close')]);
     process.stdin?.end();
     const timeout =
       timeoutSeconds > 0 ? sleep(timeoutSeconds * 1000).then(() => 'timeout' as const) : new Promise<never>(() => undefined);
@@ -387,6 +390,7 @@ export class ContainerService {
       for (let i = 0; i < 100 && existsSync(`/proc/${process.namespacePid}`); i++) await sleep(20);
       throw new DeadlineExceededError(`command ${JSON.stringify(argv)} timed out after ${timeoutSeconds}s`);
     }
+    await drained;
     return { exitCode: result.exitCode, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) };
   }
 

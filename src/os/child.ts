@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 
 export interface ChildOptions {
   env: NodeJS.ProcessEnv;
@@ -16,13 +15,4 @@ export interface ChildOptions {
 export function startChild(file: string, args: readonly string[], options: ChildOptions): ChildProcess {
   const stdio = [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...Array<'pipe'>(options.extraPipes).fill('pipe')] as const;
   return spawn(file, args, { env: options.env, stdio: [...stdio] });
-}
-
-/** The children of a process (/proc/<pid>/task/<pid>/children). */
-export function readChildren(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
