@@ -30,6 +30,8 @@ test_packages=(
   "/usr/bin/docker-registry:docker-registry" # the loopback registry critest pulls from
   "setfattr:attr"                            # overlay opaque dirs and file capabilities in layers
   "curl:curl"
+  "tmux:tmux"                                # drives crictl exec -it through a terminal in the streaming tests
+  "python3:python3"                          # … whose test backend gets its pty from python3
 )
 
 wanted=("${run_packages[@]}")

@@ -32,6 +32,10 @@ export interface Config {
   logLevel: LogLevel;
   /** Registry mirrors and hosts.toml folder, as containerd configures them. */
   registry: RegistryConfig;
+  /** Where the exec/attach/port-forward streaming server listens (containerd's key names). */
+  streamServerAddress: string;
+  /** Its port; 0 picks a free one. */
+  streamServerPort: number;
 }
 
 /** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
@@ -66,6 +70,9 @@ export const DEFAULTS: Config = {
   enableIpForward: true,
   logLevel: 'info',
   registry: DEFAULT_REGISTRY_CONFIG,
+  // Loopback only: the URLs the Exec/Attach/PortForward RPCs hand out are for local clients.
+  streamServerAddress: '127.0.0.1',
+  streamServerPort: 0,
 };
 
 /** The TOML key of each setting: snake_case, as containerd and CRI-O spell theirs. */
@@ -81,6 +88,8 @@ const KEYS: Record<keyof Config, string> = {
   enableIpForward: 'enable_ip_forward',
   logLevel: 'log_level',
   registry: 'registry',
+  streamServerAddress: 'stream_server_address',
+  streamServerPort: 'stream_server_port',
 };
 
 export function tomlKey(field: keyof Config): string {
@@ -130,6 +139,12 @@ export function validatePodCidr(key: string, value: string): string {
   return ipv4Cidr(key, value) as string;
 }
 
+const port: Check = (key, value) => {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535)
+    throw invalid(key, 'a port from 0 to 65535', value);
+  return value;
+};
+
 const absolutePaths: Check = (key, value) => {
   if (!Array.isArray(value) || value.length === 0) throw invalid(key, 'a non-empty list of absolute paths', value);
   return value.map((item) => absolutePath(key, item));
@@ -147,6 +162,8 @@ const CHECKS: Record<keyof Config, Check> = {
   enableIpForward: boolean,
   logLevel: oneOf(LOG_LEVELS),
   registry: (_key, value) => parseRegistryConfig(value),
+  streamServerAddress: nonEmptyString,
+  streamServerPort: port,
 };
 
 const FIELDS = Object.keys(KEYS) as (keyof Config)[];

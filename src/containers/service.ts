@@ -17,7 +17,8 @@ import type { SandboxService } from '../sandbox/service.js';
 import { IdStore, newId } from '../store.js';
 import { containerName, exitReason, transition, type Container, type ContainerState } from './container.js';
 import { ContainerLogWriter } from './logs.js';
-import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit } from './ports.js';
+import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
+import { AttachableStdio } from '../streaming/attach.js';
 import { containerArgv, containerEnv, containerWorkingDir } from './process-spec.js';
 import { validateMounts, validateSecurityContext } from './security-context.js';
 import { deleteContainerDir, loadContainers, saveContainer } from './state.js';
@@ -50,6 +51,8 @@ export interface ExecResult {
 interface Live {
   logs: ContainerLogWriter | undefined;
   exited: Promise<void>;
+  /** Where attach sessions (crictl attach) plug into the running process's stdio. */
+  stdio: AttachableStdio;
 }
 
 const now = (): bigint => BigInt(Date.now()) * 1_000_000n;
@@ -192,15 +195,18 @@ export class ContainerService {
         container.process = { pid: started.pid, namespacePid: started.namespacePid, startTime: startTime ?? '' };
         container.startedAt = now();
         transition(container, 'running');
+        const stdio = new AttachableStdio({ stdin: started.stdin, stdinOnce: config.stdinOnce });
+        started.stdout.on('data', (chunk: Buffer) => stdio.output('stdout', chunk));
+        started.stderr.on('data', (chunk: Buffer) => stdio.output('stderr', chunk));
         if (logs !== undefined) {
           void logs.follow('stdout', started.stdout);
           void logs.follow('stderr', started.stderr);
-        } else {
-          started.stdout.resume();
-          started.stderr.resume();
         }
-        const exited = started.exited.then((exit) => this.onExit(container, exit, logs));
-        this.live.set(container.id, { logs, exited });
+        const exited = started.exited.then(async (exit) => {
+          stdio.exited();
+          await this.onExit(container, exit, logs);
+        });
+        this.live.set(container.id, { logs, exited, stdio });
         await saveContainer(container);
       });
     });
@@ -351,25 +357,7 @@ export class ContainerService {
    * code. With a timeout the command is killed when it runs out (CRI: DeadlineExceeded).
    */
   async execSync(idOrPrefix: string, argv: string[], timeoutSeconds: number): Promise<ExecResult> {
-    const container = this.store.get(idOrPrefix);
-    if (container.state !== 'running' || container.process === undefined) {
-      throw new FailedPreconditionError(`container "${container.id}" is not running`);
-    }
-    if (argv.length === 0) throw new InvalidArgumentError('exec: cmd must not be empty');
-    const cgroup = container.cgroup;
-    const image = this.image(container);
-    const process = await this.deps.launcher.exec({
-      containerPid: container.process.namespacePid,
-      config: container.config,
-      imageUser: image.user,
-      rootfs: container.rootfs,
-      stateDir: container.dir,
-      argv,
-      env: containerEnv(container.config, image),
-      cwd: containerWorkingDir(container.config, image),
-      tty: false,
-      placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
-    });
+    const process = await this.startExec(idOrPrefix, argv);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     process.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
@@ -392,6 +380,42 @@ export class ContainerService {
     }
     await drained;
     return { exitCode: result.exitCode, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) };
+  }
+
+  /**
+   * A command in a running container — its namespaces, root, cgroup, user and security — with
+   * pipes for stdin, stdout and stderr (ExecSync, and crictl exec through the streaming server).
+   */
+  async startExec(idOrPrefix: string, argv: string[]): Promise<RunningProcess> {
+    const container = this.store.get(idOrPrefix);
+    if (container.state !== 'running' || container.process === undefined) {
+      throw new FailedPreconditionError(`container "${container.id}" is not running`);
+    }
+    if (argv.length === 0) throw new InvalidArgumentError('exec: cmd must not be empty');
+    const cgroup = container.cgroup;
+    const image = this.image(container);
+    return this.deps.launcher.exec({
+      containerPid: container.process.namespacePid,
+      config: container.config,
+      imageUser: image.user,
+      rootfs: container.rootfs,
+      stateDir: container.dir,
+      argv,
+      env: containerEnv(container.config, image),
+      cwd: containerWorkingDir(container.config, image),
+      tty: false,
+      placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
+    });
+  }
+
+  /** The stdio attach sessions connect to; a container that is not running has none. */
+  attachable(idOrPrefix: string): AttachableStdio {
+    const container = this.store.get(idOrPrefix);
+    const live = this.live.get(container.id);
+    if (container.state !== 'running' || live === undefined) {
+      throw new FailedPreconditionError(`container "${container.id}" is not running: there is nothing to attach to`);
+    }
+    return live.stdio;
   }
 
   /** A running container whose process is gone (icetray was restarted meanwhile) is exited. */

@@ -64,17 +64,20 @@ export function unary<Req, Res>(method: string, handler: Handler<Req, Res>): han
       else if (code === status.INTERNAL) log.error({ ...line, err }, 'rpc failed');
       else log.info({ ...line, error: messageOf(err) }, 'rpc');
     };
-    handler(call.request, call).then(
-      (response) => {
-        done(status.OK);
-        callback(null, response);
-      },
-      (err: unknown) => {
-        const code = toStatus(err);
-        done(code, err);
-        callback(errorResponse(code, messageOf(err)));
-      },
-    );
+    // Through a promise, so that a handler's synchronous throw is mapped like any rejection.
+    Promise.resolve()
+      .then(() => handler(call.request, call))
+      .then(
+        (response) => {
+          done(status.OK);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const code = toStatus(err);
+          done(code, err);
+          callback(errorResponse(code, messageOf(err)));
+        },
+      );
   };
 }
 

@@ -9,6 +9,8 @@ import { NSEXEC_BINARY, PAUSE_BINARY } from '../paths.js';
 import { ContainerService } from '../containers/service.js';
 import { nsexecLauncher } from '../containers/nsexec-launcher.js';
 import { ContainerEvents } from '../events.js';
+import { runtimeBackend } from '../streaming/runtime-backend.js';
+import { startStreamingServer, type StreamingServer } from '../streaming/server.js';
 import { bindMountPinner } from '../sandbox/namespaces.js';
 import { cniNetworkManager, networkReadiness, type Readiness } from '../sandbox/network.js';
 import { nativePauseLauncher } from '../sandbox/pause.js';
@@ -30,6 +32,7 @@ export interface Runtime {
   readonly images: ImageStore;
   readonly containers: ContainerService;
   readonly events: ContainerEvents;
+  readonly streaming: StreamingServer;
   /** Releases what the runtime holds open (the systemd D-Bus connection). */
   close(): Promise<void>;
 }
@@ -76,6 +79,11 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     podCgroup: (sandbox) => sandbox.cgroup.pod,
   });
   await containers.load();
+  const streaming = await startStreamingServer({
+    host: config.streamServerAddress,
+    port: config.streamServerPort,
+    backend: runtimeBackend(containers, sandboxes),
+  });
   return {
     loaded,
     pauseBinary,
@@ -85,7 +93,11 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     images,
     containers,
     events,
-    close: () => cgroups.close(),
+    streaming,
+    close: async () => {
+      await streaming.close();
+      await cgroups.close();
+    },
   };
 }
 

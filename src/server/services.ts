@@ -1,5 +1,8 @@
 import type { ImageServiceServer, RuntimeServiceServer } from '../generated/api.js';
+import { attach } from './container-attach.js';
 import { createContainer } from './container-create.js';
+import { exec } from './container-exec.js';
+import { portForward } from './sandbox-portforward.js';
 import { getContainerEvents } from './container-events.js';
 import { execSync } from './container-exec-sync.js';
 import { listContainers } from './container-list.js';
@@ -58,9 +61,9 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
     updateContainerResources: unary('UpdateContainerResources', (request) => updateContainerResources(runtime, request)),
     reopenContainerLog: unary('ReopenContainerLog', (request) => reopenContainerLog(runtime, request)),
     execSync: unary('ExecSync', (request) => execSync(runtime, request)),
-    exec: unimplemented('Exec'),
-    attach: unimplemented('Attach'),
-    portForward: unimplemented('PortForward'),
+    exec: unary('Exec', (request) => exec(runtime, request)),
+    attach: unary('Attach', (request) => attach(runtime, request)),
+    portForward: unary('PortForward', (request) => portForward(runtime, request)),
 
     containerStats: unary('ContainerStats', (request) => containerStats(runtime, request)),
     listContainerStats: unary('ListContainerStats', (request) => listContainerStats(runtime, request)),

@@ -1,0 +1,76 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ContainerService } from '../containers/service.js';
+import { FailedPreconditionError, UnimplementedError } from '../errors.js';
+import { dialInNetns } from '../os/netns-dial.js';
+import type { SandboxService } from '../sandbox/service.js';
+import type { StreamingBackend } from './backend.js';
+
+/**
+ * The streaming server's backend on icetray's real pods and containers: exec runs through the
+ * container launcher, attach plugs into the running process's stdio, port-forward dials the
+ * port on the pod's own loopback, inside its network namespace.
+ */
+export function runtimeBackend(containers: ContainerService, sandboxes: SandboxService): StreamingBackend {
+  return {
+    async exec(containerId, cmd, io) {
+      // A pseudo-terminal needs a pty in the launcher, which icetray does not have yet: said plainly.
+      if (io.tty) throw new UnimplementedError('exec with a tty (crictl exec -it) is not supported yet: run without -t');
+      const process = await containers.startExec(containerId, cmd);
+      const onAbort = (): void => {
+        process.stdin?.end();
+        try {
+          globalThis.process.kill(-process.namespacePid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      };
+      io.signal.addEventListener('abort', onAbort, { once: true });
+      if (io.stdin !== undefined && process.stdin !== undefined) io.stdin.pipe(process.stdin);
+      else process.stdin?.end();
+      if (io.stdout !== undefined) process.stdout.pipe(io.stdout, { end: false });
+      else process.stdout.resume();
+      if (io.stderr !== undefined) process.stderr.pipe(io.stderr, { end: false });
+      else process.stderr.resume();
+      const [exit] = await Promise.all([process.exited, once(process.stdout, 'close'), once(process.stderr, 'close')]);
+      io.signal.removeEventListener('abort', onAbort);
+      return { exitCode: exit.exitCode };
+    },
+
+    attach(containerId, io) {
+      if (io.tty) return Promise.reject(new UnimplementedError('attach to a tty container is not supported yet'));
+      return containers.attachable(containerId).attach(io);
+    },
+
+    async portForward(podSandboxId, port, socket: Duplex) {
+      const sandbox = await sandboxes.get(podSandboxId);
+      if (sandbox.state !== 'ready') throw new FailedPreconditionError(`sandbox "${sandbox.id}" is not ready`);
+      const netns = sandbox.namespaces.net;
+      if (netns === undefined) {
+        // A hostNetwork pod's ports are the node's.
+        const target = connect(port, '127.0.0.1');
+        await once(target, 'connect');
+        socket.pipe(target);
+        target.pipe(socket);
+        await Promise.all([once(target, 'close'), once(socket, 'close')]).catch(() => undefined);
+        return;
+      }
+      const relay = dialInNetns(netns, port);
+      let problem = '';
+      relay.stderr?.on('data', (chunk: Buffer) => (problem += chunk.toString()));
+      await new Promise<void>((resolve, reject) => {
+        relay.stderr?.on('data', () => {
+          if (problem.startsWith('connected')) resolve();
+        });
+        relay.once('exit', () =>
+          reject(new FailedPreconditionError(`cannot connect to port ${port} in sandbox "${sandbox.id}": ${problem.trim()}`)),
+        );
+      });
+      if (relay.stdin !== null) socket.pipe(relay.stdin);
+      relay.stdout?.pipe(socket);
+      socket.once('close', () => relay.kill('SIGKILL'));
+      await once(relay, 'exit');
+    },
+  };
+}
