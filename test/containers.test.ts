@@ -217,6 +217,17 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     expect(pods.stats[0]?.linux?.containers.map((c) => c.attributes?.id)).toEqual([containerId]);
     const crictl = crictlMissing();
     if (crictl === undefined) {
+      const stats = await runProgram(CRICTL, [
+        '--runtime-endpoint',
+        `unix://${t.socket}`,
+        'stats',
+        '--id',
+        containerId,
+        '-o',
+        'json',
+      ]);
+      const listed = JSON.parse(stats.stdout) as { stats: { cpu: { usageCoreNanoSeconds: { value: string } } }[] };
+      expect(BigInt(listed.stats[0]?.cpu.usageCoreNanoSeconds.value ?? '0')).toBeGreaterThanOrEqual(second);
       const update = await runProgram(CRICTL, [
         '--runtime-endpoint',
         `unix://${t.socket}`,

@@ -2,7 +2,7 @@ import { FailedPreconditionError } from '../errors.js';
 import { log, setLogLevel } from '../log.js';
 import { ensureIpForward } from '../sandbox/network.js';
 import { createRuntime, runtimeReadiness } from '../server/runtime.js';
-import { startServer } from '../server/serve.js';
+import { startServer, type RunningServer } from '../server/serve.js';
 import { CONFIG_HELP, CONFIG_OPTIONS, loadFromOptions, type Values } from './config-options.js';
 
 export const SERVE_HELP = `Usage: icetray serve [options]
@@ -23,10 +23,17 @@ export async function serve(values: Values): Promise<number> {
 
   await ensureIpForward(config.enableIpForward);
   const runtime = await createRuntime(loaded);
-  // No pause, no pods: refuse to start rather than serve a runtime that cannot run one.
-  const ready = await runtimeReadiness(runtime);
-  if (ready.reason === 'PauseBinaryMissing') throw new FailedPreconditionError(ready.message);
-  const server = await startServer(runtime);
+  let server: RunningServer;
+  try {
+    // No pause, no pods: refuse to start rather than serve a runtime that cannot run one.
+    const ready = await runtimeReadiness(runtime);
+    if (ready.reason === 'PauseBinaryMissing') throw new FailedPreconditionError(ready.message);
+    server = await startServer(runtime);
+  } catch (err) {
+    // Release what the runtime opened (streaming server, D-Bus), so the process can exit.
+    await runtime.close();
+    throw err;
+  }
 
   // Listen for the stop signals before saying "serving": a supervisor may send one at once.
   const stopped = new Promise<void>((resolve) => {

@@ -1,0 +1,108 @@
+import { credentials } from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
+import { get } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ContainerConfig, ContainerEventType, RuntimeServiceClient, type ContainerEventResponse } from '../src/generated/api.js';
+import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
+import { runProgram } from './helpers/cli.js';
+import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+
+const skip = !isRoot ? 'needs root: real pods' : crictlMissing();
+
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+describe.skipIf(skip !== undefined)(`streaming and events on real containers (${skip ?? 'root, crictl built'})`, () => {
+  let t: TestServer;
+  let net: TestNetwork;
+  let before: string;
+  const crictl = (...args: string[]) =>
+    runProgram(CRICTL, ['--runtime-endpoint', `unix://${t.socket}`, '--timeout', '20s', ...args]);
+
+  beforeAll(async () => {
+    before = ipForward();
+    t = await startTestServer();
+    net = writeTestNetwork(t.runtime.loaded.config.cniConfDir, t.dir);
+    await t.cri.image.pullImage({ image: { image: BUILTIN_BUSYBOX_IMAGE } });
+  });
+  afterAll(async () => {
+    for (const pod of (await t.cri.runtime.listPodSandbox({})).items)
+      await t.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
+    await t.close();
+    await sh('ip', ['link', 'del', net.bridge]);
+    restoreIpForward(before);
+  });
+
+  it('streams CREATED, STARTED, STOPPED, DELETED events in order (GetContainerEvents)', async () => {
+    const client = new RuntimeServiceClient(`unix://${t.socket}`, credentials.createInsecure());
+    const events: ContainerEventResponse[] = [];
+    const stream = client.getContainerEvents({});
+    stream.on('data', (event: ContainerEventResponse) => events.push(event));
+    stream.on('error', () => undefined);
+    await sleep(100);
+    const config = podConfig();
+    const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config });
+    const container = ContainerConfig.fromPartial({
+      metadata: { name: 'ev' },
+      image: { image: BUILTIN_BUSYBOX_IMAGE },
+      command: ['sleep', '300'],
+    });
+    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: config });
+    await t.cri.runtime.startContainer({ containerId });
+    await t.cri.runtime.stopContainer({ containerId, timeout: 1n });
+    await t.cri.runtime.removeContainer({ containerId });
+    await sleep(200);
+    stream.cancel();
+    client.close();
+    const mine = events.filter((e) => e.containerId === containerId);
+    expect(mine.map((e) => e.containerEventType)).toEqual([
+      ContainerEventType.CONTAINER_CREATED_EVENT,
+      ContainerEventType.CONTAINER_STARTED_EVENT,
+      ContainerEventType.CONTAINER_STOPPED_EVENT,
+      ContainerEventType.CONTAINER_DELETED_EVENT,
+    ]);
+    expect(mine[0]?.podSandboxStatus?.id).toBe(podSandboxId);
+  });
+
+  it('crictl exec runs through the streaming server; crictl port-forward reaches a server in the pod', async () => {
+    const config = podConfig();
+    const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config });
+    const container = ContainerConfig.fromPartial({
+      metadata: { name: 'web' },
+      image: { image: BUILTIN_BUSYBOX_IMAGE },
+      command: ['sh', '-c', 'mkdir -p /www && echo forwarded > /www/index.html && httpd -f -p 8080 -h /www'],
+    });
+    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: config });
+    await t.cri.runtime.startContainer({ containerId });
+
+    const hello = await crictl('exec', containerId, 'sh', '-c', 'echo hello from exec');
+    expect(hello.stdout).toBe('hello from exec\n');
+    const three = await crictl('exec', containerId, 'sh', '-c', 'exit 3');
+    expect(three.code).not.toBe(0);
+    expect(three.stderr).toContain('command terminated with exit code 3');
+
+    const forward = spawn(CRICTL, ['--runtime-endpoint', `unix://${t.socket}`, 'port-forward', podSandboxId, '18080:8080'], {
+      stdio: 'ignore',
+    });
+    try {
+      let body = '';
+      for (let i = 0; i < 50 && body === ''; i++) {
+        body = await httpGet('http://127.0.0.1:18080/').catch(() => '');
+        if (body === '') await sleep(100);
+      }
+      expect(body).toBe('forwarded\n');
+    } finally {
+      forward.kill('SIGTERM');
+    }
+  });
+});
