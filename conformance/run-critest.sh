@@ -79,7 +79,8 @@ done
 
 echo "running critest $version against unix://$socket (report: $out/junit.xml)"
 set +e
-"$tools/critest" \
+# Bounded: a hung spec must fail the run, not hold CI until its own limit.
+timeout --kill-after=30s "${ICETRAY_CRITEST_TIMEOUT:-20m}" "$tools/critest" \
   --runtime-endpoint "unix://$socket" \
   --image-endpoint "unix://$socket" \
   --ginkgo.junit-report "$out/junit.xml" \

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
@@ -9,6 +8,7 @@ import type { ContainerEvents } from '../events.js';
 import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } from '../generated/api.js';
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
+import { streamClosed } from '../os/child.js';
 import { processStartTime, signalProcess } from '../os/proc-stat.js';
 import { Rollback } from '../rollback.js';
 import { podFiles } from '../sandbox/pod-files.js';
@@ -363,7 +363,7 @@ export class ContainerService {
     process.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
     process.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
     // A process can exit before its last output is read: wait for both pipes to close too.
-    const drained = Promise.all([once(process.stdout, 'close'), once(process.stderr, 'close')]);
+    const drained = Promise.all([streamClosed(process.stdout), streamClosed(process.stderr)]);
     process.stdin?.end();
     const timeout =
       timeoutSeconds > 0 ? sleep(timeoutSeconds * 1000).then(() => 'timeout' as const) : new Promise<never>(() => undefined);

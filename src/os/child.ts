@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 export interface ChildOptions {
   env: NodeJS.ProcessEnv;
@@ -15,4 +16,20 @@ export interface ChildOptions {
 export function startChild(file: string, args: readonly string[], options: ChildOptions): ChildProcess {
   const stdio = [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...Array<'pipe'>(options.extraPipes).fill('pipe')] as const;
   return spawn(file, args, { env: options.env, stdio: [...stdio] });
+}
+
+/**
+ * Resolves once a child's output stream is closed — at once if it already is (a quick command
+ * may be done before anyone listens) — or after `boundMs` at the latest, so a descendant that
+ * kept the pipe open cannot hang the caller.
+ */
+export function streamClosed(stream: Readable, boundMs = 2_000): Promise<void> {
+  if (stream.closed || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, boundMs);
+    stream.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

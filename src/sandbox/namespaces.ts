@@ -1,7 +1,8 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UnavailableError } from '../errors.js';
-import { CommandError, run } from '../os/exec.js';
+import { run } from '../os/exec.js';
+import { unmountAndRemove } from '../os/mount.js';
 import type { PodNamespace } from './sandbox.js';
 
 /**
@@ -30,14 +31,5 @@ export const bindMountPinner: NamespacePinner = {
     return path;
   },
 
-  async unpin(path) {
-    try {
-      await run('umount', [path]);
-    } catch (err) {
-      // "not mounted" or "no such file": already released.
-      const message = err instanceof CommandError ? err.stderr : '';
-      if (!/not mounted|no such file|No such file/i.test(message)) throw err;
-    }
-    await rm(path, { force: true });
-  },
+  unpin: (path) => unmountAndRemove(path),
 };

@@ -1,6 +1,7 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { UnavailableError } from '../errors.js';
-import { CommandError, run } from '../os/exec.js';
+import { run } from '../os/exec.js';
+import { unmountAndRemove } from '../os/mount.js';
 
 /**
  * The pod's /dev/shm: one tmpfs per pod that every container of the pod mounts, so POSIX
@@ -21,13 +22,5 @@ export const tmpfsShm: ShmMounter = {
       throw new UnavailableError(`failed to mount the pod's /dev/shm at ${path}`, { cause: err });
     }
   },
-  async unmount(path) {
-    try {
-      await run('umount', [path]);
-    } catch (err) {
-      const message = err instanceof CommandError ? err.stderr : '';
-      if (!/not mounted|no such file|No such file/i.test(message)) throw err;
-    }
-    await rm(path, { recursive: true, force: true });
-  },
+  unmount: (path) => unmountAndRemove(path, true),
 };

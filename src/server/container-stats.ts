@@ -5,8 +5,31 @@ import {
   type ContainerStatsRequest,
   type ListContainerStatsRequest,
 } from '../generated/api.js';
+import type { CgroupStats } from '../cgroups/stats.js';
 import type { Container } from '../containers/container.js';
 import type { Runtime } from './runtime.js';
+
+/** The CRI's CPU and memory usage from a cgroup's stats (pods and containers alike). */
+export function cpuAndMemory(stats: CgroupStats): Pick<ContainerStats, 'cpu' | 'memory'> {
+  return {
+    cpu: {
+      timestamp: stats.timestamp,
+      usageCoreNanoSeconds: { value: stats.cpuUsageNanos },
+      usageNanoCores: undefined,
+      psi: undefined,
+    },
+    memory: {
+      timestamp: stats.timestamp,
+      workingSetBytes: { value: stats.workingSetBytes },
+      availableBytes: undefined,
+      usageBytes: { value: stats.memoryUsageBytes },
+      rssBytes: { value: stats.rssBytes },
+      pageFaults: { value: stats.pageFaults },
+      majorPageFaults: { value: stats.majorPageFaults },
+      psi: undefined,
+    },
+  };
+}
 
 /** A container's CPU and memory, read from its cgroup (zeros for one that has none yet). */
 export async function toContainerStats(runtime: Runtime, container: Container): Promise<ContainerStats> {
@@ -19,18 +42,7 @@ export async function toContainerStats(runtime: Runtime, container: Container): 
   const timestamp = BigInt(Date.now()) * 1_000_000n;
   if (container.cgroup === '') return ContainerStats.create({ attributes, cpu: { timestamp }, memory: { timestamp } });
   const stats = await runtime.cgroups.stats(container.cgroup);
-  return ContainerStats.create({
-    attributes,
-    cpu: { timestamp: stats.timestamp, usageCoreNanoSeconds: { value: stats.cpuUsageNanos } },
-    memory: {
-      timestamp: stats.timestamp,
-      workingSetBytes: { value: stats.workingSetBytes },
-      usageBytes: { value: stats.memoryUsageBytes },
-      rssBytes: { value: stats.rssBytes },
-      pageFaults: { value: stats.pageFaults },
-      majorPageFaults: { value: stats.majorPageFaults },
-    },
-  });
+  return ContainerStats.create({ attributes, ...cpuAndMemory(stats) });
 }
 
 /** ContainerStats: one container's CPU and memory use, from its cgroup. */

@@ -8,7 +8,7 @@ import {
 import { netDevOf } from '../os/net-dev.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { Runtime } from './runtime.js';
-import { toContainerStats } from './container-stats.js';
+import { cpuAndMemory, toContainerStats } from './container-stats.js';
 
 /** A pod's stats: its cgroup (all its containers and pause), its netns's interfaces, its containers. */
 async function podStats(runtime: Runtime, sandbox: Sandbox): Promise<PodSandboxStats> {
@@ -37,15 +37,7 @@ async function podStats(runtime: Runtime, sandbox: Sandbox): Promise<PodSandboxS
       annotations: sandbox.config.annotations,
     },
     linux: {
-      cpu: { timestamp: stats.timestamp, usageCoreNanoSeconds: { value: stats.cpuUsageNanos } },
-      memory: {
-        timestamp: stats.timestamp,
-        workingSetBytes: { value: stats.workingSetBytes },
-        usageBytes: { value: stats.memoryUsageBytes },
-        rssBytes: { value: stats.rssBytes },
-        pageFaults: { value: stats.pageFaults },
-        majorPageFaults: { value: stats.majorPageFaults },
-      },
+      ...cpuAndMemory(stats),
       network: { timestamp: stats.timestamp, defaultInterface: usage.find((i) => i.name === 'eth0'), interfaces: usage },
       process: { timestamp: stats.timestamp, processCount: { value: BigInt(stats.processes) } },
       containers,

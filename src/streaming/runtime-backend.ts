@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ContainerService } from '../containers/service.js';
 import { FailedPreconditionError, UnimplementedError } from '../errors.js';
+import { streamClosed } from '../os/child.js';
 import { dialInNetns } from '../os/netns-dial.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { StreamingBackend } from './backend.js';
@@ -33,7 +34,7 @@ export function runtimeBackend(containers: ContainerService, sandboxes: SandboxS
       else process.stdout.resume();
       if (io.stderr !== undefined) process.stderr.pipe(io.stderr, { end: false });
       else process.stderr.resume();
-      const [exit] = await Promise.all([process.exited, once(process.stdout, 'close'), once(process.stderr, 'close')]);
+      const [exit] = await Promise.all([process.exited, streamClosed(process.stdout), streamClosed(process.stderr)]);
       io.signal.removeEventListener('abort', onAbort);
       return { exitCode: exit.exitCode };
     },
