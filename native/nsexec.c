@@ -1,7 +1,7 @@
 /*
  * nsexec: starts a container's process inside its pod, or a command inside a running container.
  *
- * icetray runs it with everything decided already (src/containers/launcher.ts builds the
+ * icetray runs it with everything decided already (src/containers/nsexec-launcher.ts builds the
  * arguments); nsexec only performs the steps, in the order a container needs them:
  *
  *   1. wait on --sync-fd until icetray has placed this process in the container's cgroup,
@@ -12,7 +12,9 @@
  *      a small monitor that forwards signals and exits as the child did;
  *   4. mounts: /proc, /sys, /dev, the pod's files and the config's binds, masked and read-only
  *      paths, then pivot_root into the rootfs;
- *   5. groups, gid, uid; capabilities; no_new_privs; seccomp; working dir; exec.
+ *   5. with --tty: a pseudo-terminal from the container's own /dev/pts becomes the process's
+ *      stdin, stdout and stderr; the monitor relays it (see relay_tty);
+ *   6. groups, gid, uid; capabilities; no_new_privs; seccomp; working dir; exec.
  *
  * A failure before exec is written to --error-fd ("step: reason") and the process exits 125;
  * a command that cannot be found or run exits 127/126, as shells do.
@@ -23,6 +25,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -31,12 +34,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define EXIT_SETUP 125
@@ -88,6 +94,8 @@ struct options {
   char *cwd;
   int oom_score_adj;
   int set_oom;
+  int tty;
+  int resize_fd; /* with --tty: "COLUMNS ROWS" lines from icetray, the client's terminal size */
   char **argv;
 };
 
@@ -328,18 +336,147 @@ static void report_pid(int fd, pid_t pid) {
   close(fd);
 }
 
+/* --tty, in the container: a pty from the container's /dev/ptmx (its own devpts instance, so
+ * `tty` prints /dev/pts/0 inside), the slave as the controlling terminal and as stdin, stdout
+ * and stderr; the master goes to the monitor over `channel` (SCM_RIGHTS) and is closed here. */
+static void take_pty(int channel) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) die("tty", "open /dev/ptmx: %s", strerror(errno));
+  if (unlockpt(master) < 0) die("tty", "unlockpt: %s", strerror(errno));
+  char name[64];
+  if (ptsname_r(master, name, sizeof name) != 0) die("tty", "ptsname: %s", strerror(errno));
+  int slave = open(name, O_RDWR | O_NOCTTY);
+  if (slave < 0) die("tty", "%s: %s", name, strerror(errno));
+
+  char byte = 't';
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr header;
+    char space[CMSG_SPACE(sizeof(int))];
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+  struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+  if (sendmsg(channel, &msg, 0) != 1) die("tty", "hand the pty to the monitor: %s", strerror(errno));
+  close(master);
+  close(channel);
+
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) die("tty", "make %s the controlling terminal: %s", name, strerror(errno));
+  for (int fd = 0; fd <= 2; fd++)
+    if (dup2(slave, fd) < 0) die("tty", "dup2: %s", strerror(errno));
+  if (slave > 2) close(slave);
+}
+
+/* The monitor's end of take_pty: the master, or -1 when the child failed before sending it. */
+static int receive_pty(int channel) {
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr header;
+    char space[CMSG_SPACE(sizeof(int))];
+  } control;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+  ssize_t n;
+  while ((n = recvmsg(channel, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  close(channel);
+  struct cmsghdr *cmsg = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (cmsg == NULL || cmsg->cmsg_type != SCM_RIGHTS) return -1;
+  int master;
+  memcpy(&master, CMSG_DATA(cmsg), sizeof(int));
+  return master;
+}
+
+static int write_all(int fd, const char *data, ssize_t n) {
+  while (n > 0) {
+    ssize_t written = write(fd, data, (size_t)n);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return -1;
+    data += written, n -= written;
+  }
+  return 0;
+}
+
+/* "COLUMNS ROWS" lines from icetray become the pty's window size (the child gets SIGWINCH). */
+static int apply_sizes(int resize_fd, int master) {
+  char buffer[256];
+  ssize_t n = read(resize_fd, buffer, sizeof buffer - 1);
+  if (n <= 0) return -1;
+  buffer[n] = '\0';
+  for (char *line = strtok(buffer, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    unsigned short columns, rows;
+    if (sscanf(line, "%hu %hu", &columns, &rows) != 2) continue;
+    struct winsize size = {.ws_row = rows, .ws_col = columns};
+    ioctl(master, TIOCSWINSZ, &size);
+  }
+  return 0;
+}
+
+/* The monitor of a --tty process: what icetray writes to our stdin goes to the terminal, what
+ * the terminal prints goes to our stdout, until the child has exited and its output is read. */
+static void relay_tty(int master, int resize_fd, pid_t child) {
+  int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+  if (pidfd < 0) die("tty", "pidfd_open: %s", strerror(errno));
+  /* icetray gives /dev/null as stdin to a container created without stdin: nothing to relay,
+   * and no end of file to pass on. */
+  struct stat st;
+  int has_stdin = fstat(0, &st) == 0 && !S_ISCHR(st.st_mode);
+  struct pollfd fds[4] = {{has_stdin ? 0 : -1, POLLIN, 0}, {master, POLLIN, 0}, {resize_fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+  char buffer[16384];
+  int exited = 0;
+  while (!exited) {
+    if (poll(fds, 4, -1) < 0) {
+      if (errno == EINTR) continue; /* a forwarded signal */
+      break;
+    }
+    if (fds[0].revents) {
+      ssize_t n = read(0, buffer, sizeof buffer);
+      if (n > 0) {
+        write_all(master, buffer, n);
+      } else if (n == 0 || errno != EINTR) {
+        /* The client closed stdin: as at a terminal, the program reads end of file (^D). */
+        struct termios modes;
+        char eof = tcgetattr(master, &modes) == 0 ? (char)modes.c_cc[VEOF] : 4;
+        write_all(master, &eof, 1);
+        fds[0].fd = -1;
+      }
+    }
+    if (fds[1].revents) {
+      ssize_t n = read(master, buffer, sizeof buffer);
+      if (n > 0) write_all(1, buffer, n);
+      else if (n == 0 || errno != EINTR) fds[1].fd = -1; /* EIO: no process holds the terminal any more */
+    }
+    if (fds[2].revents && apply_sizes(resize_fd, master) < 0) fds[2].fd = -1;
+    if (fds[3].revents) exited = 1;
+  }
+  /* What the child printed just before it exited is still in the pty: read it out. A process it
+   * left behind may hold the terminal open, so stop at the first empty read. */
+  fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+  for (ssize_t n; fds[1].fd >= 0 && (n = read(master, buffer, sizeof buffer)) > 0;) write_all(1, buffer, n);
+  close(master);
+}
+
 static pid_t child_pid = 0;
 
 static void forward(int sig) {
   if (child_pid > 0) kill(child_pid, sig);
 }
 
-/* The parent after a fork into a new PID namespace: it forwards signals and exits as the child did. */
-static void monitor(pid_t child) {
+/* The parent after the fork (into a new PID namespace, or for a tty): it forwards signals,
+ * relays the terminal when there is one, and exits as the child did. */
+static void monitor(pid_t child, int tty_channel, int resize_fd) {
   child_pid = child;
   int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
   struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+  if (tty_channel >= 0) {
+    int master = receive_pty(tty_channel);
+    if (master >= 0) relay_tty(master, resize_fd, child);
+  }
   int status;
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) _exit(EXIT_SETUP);
@@ -374,9 +511,11 @@ static void parse(int argc, char **argv, struct options *o) {
       {"mask", required_argument, 0, 'm'},    {"readonly", required_argument, 0, 'o'}, {"shm", required_argument, 0, 'S'},
       {"uid", required_argument, 0, 'u'},     {"gid", required_argument, 0, 'g'},      {"group", required_argument, 0, 'G'},
       {"caps", required_argument, 0, 'c'},    {"no-new-privs", no_argument, 0, 'N'},   {"seccomp", required_argument, 0, 'C'},
-      {"cwd", required_argument, 0, 'w'},     {"oom-score-adj", required_argument, 0, 'O'}, {0, 0, 0, 0}};
+      {"cwd", required_argument, 0, 'w'},     {"oom-score-adj", required_argument, 0, 'O'}, {"tty", no_argument, 0, 't'},
+      {"resize-fd", required_argument, 0, 'z'}, {0, 0, 0, 0}};
   int opt;
   o->sync_fd = -1;
+  o->resize_fd = -1;
   while ((opt = getopt_long(argc, argv, "+", longs, NULL)) != -1) {
     switch (opt) {
       case 's': o->sync_fd = atoi(optarg); break;
@@ -408,7 +547,9 @@ static void parse(int argc, char **argv, struct options *o) {
       case 'C': o->seccomp = optarg; break;
       case 'w': o->cwd = optarg; break;
       case 'O': o->oom_score_adj = atoi(optarg), o->set_oom = 1; break;
-      default: die("arguments", "see src/containers/launcher.ts for the options");
+      case 't': o->tty = 1; break;
+      case 'z': o->resize_fd = atoi(optarg); break;
+      default: die("arguments", "see src/containers/nsexec-launcher.ts for the options");
     }
   }
   if (optind >= argc) die("arguments", "no command after the options");
@@ -462,27 +603,37 @@ int main(int argc, char **argv) {
   /* 3. A PID namespace applies to children only. */
   /* icetray learns, on the sync channel, which process is the container's: the child after a
    * fork, else this one. */
+  /* A tty needs a monitor too: it holds the terminal's master end and relays it. */
+  int tty_channel[2] = {-1, -1};
+  if (o.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty_channel) < 0) die("tty", "socketpair: %s", strerror(errno));
   pid_t container_pid = getpid();
-  if (pid_changed) {
+  if (pid_changed || o.tty) {
     pid_t child = fork();
     if (child < 0) die("fork", "%s", strerror(errno));
     if (child > 0) {
       if (error_fd >= 0) close(error_fd);
+      if (tty_channel[1] >= 0) close(tty_channel[1]);
       report_pid(o.sync_fd, child);
-      monitor(child);
+      monitor(child, tty_channel[0], o.resize_fd);
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (o.sync_fd >= 0) close(o.sync_fd);
+    if (tty_channel[0] >= 0) close(tty_channel[0]);
+    if (o.resize_fd >= 0) close(o.resize_fd);
   } else {
     report_pid(o.sync_fd, container_pid);
   }
-  /* An exec gets a process group of its own, so that a timeout can kill all it started. */
-  if (o.join > 0) setsid();
+  /* An exec gets a process group of its own, so that a timeout can kill all it started; a
+   * terminal needs a session of its own to become its controlling terminal. */
+  if (o.join > 0 || o.tty) setsid();
 
   /* 4. The filesystem (a new container only: exec finds it ready in the mount namespace). */
   if (o.join == 0 && o.rootfs != NULL) setup_rootfs(&o);
 
-  /* 5. Who it runs as, what it may do, where, then the command. */
+  /* 5. The terminal, once /dev/pts is the container's. */
+  if (o.tty) take_pty(tty_channel[1]);
+
+  /* 6. Who it runs as, what it may do, where, then the command. */
   if (seccomp != NULL && !o.no_new_privs) load_seccomp(seccomp); /* needs CAP_SYS_ADMIN without nnp */
   set_user_and_caps(&o);
   if (o.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs", "%s", strerror(errno));

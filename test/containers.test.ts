@@ -156,12 +156,15 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     const id = await run(p.id, p.config, 'logger', [
       'sh',
       '-c',
-      'echo to stdout; echo to stderr >&2; grep memory /proc/self/cgroup; sleep 300',
+      // Images such as nginx log to /dev/stdout: that needs a pipe, not a socket, behind it.
+      'echo to stdout; echo to stderr >&2; echo via /dev/stdout > /dev/stdout; echo via /dev/stderr > /dev/stderr; grep memory /proc/self/cgroup; sleep 300',
     ]);
     await sleep(300);
     const log = readFileSync(join(p.config.logDirectory, 'logger.log'), 'utf8');
     expect(log).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout F to stdout$/m);
     expect(log).toMatch(/ stderr F to stderr$/m);
+    expect(log).toMatch(/ stdout F via \/dev\/stdout$/m);
+    expect(log).toMatch(/ stderr F via \/dev\/stderr$/m);
     expect(log).toContain(`memory:/kubepods/burstable/pod${p.config.metadata?.uid ?? ''}/${id}`);
   });
 

@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStreamingCri, type StreamingCri } from './helpers/streaming-cri.js';
+import { tmuxMissing, tmuxSession } from './helpers/tmux.js';
 import { CRICTL, crictlMissing } from './helpers/tools.js';
 
 /**
@@ -143,51 +143,31 @@ describe.skipIf(missing !== undefined)(`crictl streaming${missing ? ` (skipped: 
   });
 });
 
-// In CI (CI=true) .ci/run installs tmux and python3: a missing one must fail there, not skip.
-const tmuxMissing =
-  process.env['CI'] === 'true'
-    ? undefined
-    : ['tmux', 'python3'].find((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
-
 /** crictl -it needs a terminal: tmux gives it one, and the test types into it. */
 describe.skipIf(missing !== undefined || tmuxMissing !== undefined)(
   `crictl exec -it through tmux${tmuxMissing ? ` (skipped: ${tmuxMissing} is not installed)` : ''}`,
   () => {
     let cri: StreamingCri;
-    const tmuxSocket = `icetray-streaming-${process.pid}`;
-    const tmux = (...args: string[]): string => {
-      const result = spawnSync('tmux', ['-L', tmuxSocket, ...args], { encoding: 'utf8' });
-      if (result.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${result.stderr}`);
-      return result.stdout;
-    };
-    const screenShows = async (pattern: RegExp): Promise<void> => {
-      for (let i = 0; i < 100; i++) {
-        if (pattern.test(tmux('capture-pane', '-p', '-t', 'shell'))) return;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      throw new Error(`the screen never showed ${pattern.source}:\n${tmux('capture-pane', '-p', '-t', 'shell')}`);
-    };
     beforeAll(async () => {
       cri = await startStreamingCri();
     });
     afterAll(async () => {
-      spawnSync('tmux', ['-L', tmuxSocket, 'kill-server']);
       await cri.close();
     });
 
     it.each(['spdy', 'websocket'])('gives an interactive shell on a pty over %s, with the window size', async (transport) => {
-      const command = [CRICTL, ...cri.crictlFlags, 'exec', '-it', '--transport', transport, 'ctr-tty', 'sh'];
-      tmux('new-session', '-d', '-s', 'shell', '-x', '91', '-y', '27', command.map((arg) => `'${arg}'`).join(' '));
-      tmux('send-keys', '-t', 'shell', 'echo result=$((6*7)); stty size', 'Enter');
-      await screenShows(/result=42\s+27 91/);
-      expect(cri.backend.execs.at(-1)).toMatchObject({ containerId: 'ctr-tty', cmd: ['sh'], tty: true });
-      expect(cri.backend.resizes).toContainEqual({ width: 91, height: 27 });
-      tmux('send-keys', '-t', 'shell', 'exit', 'Enter');
-      // The shell exiting ends the session, crictl and with it the tmux session.
-      for (let i = 0; i < 100 && spawnSync('tmux', ['-L', tmuxSocket, 'has-session', '-t', 'shell']).status === 0; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+      const shell = tmuxSession([CRICTL, ...cri.crictlFlags, 'exec', '-it', '--transport', transport, 'ctr-tty', 'sh'], 91, 27);
+      try {
+        shell.type('echo result=$((6*7)); stty size');
+        await shell.screenShows(/result=42\s+27 91/);
+        expect(cri.backend.execs.at(-1)).toMatchObject({ containerId: 'ctr-tty', cmd: ['sh'], tty: true });
+        expect(cri.backend.resizes).toContainEqual({ width: 91, height: 27 });
+        shell.type('exit');
+        // The shell exiting ends the session, crictl and with it the tmux session.
+        await shell.ended();
+      } finally {
+        shell.kill();
       }
-      expect(spawnSync('tmux', ['-L', tmuxSocket, 'has-session', '-t', 'shell']).status).not.toBe(0);
     });
   },
 );

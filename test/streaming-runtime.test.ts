@@ -1,13 +1,23 @@
 import { credentials } from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContainerConfig, ContainerEventType, RuntimeServiceClient, type ContainerEventResponse } from '../src/generated/api.js';
+import {
+  ContainerConfig,
+  ContainerEventType,
+  ContainerState,
+  RuntimeServiceClient,
+  type ContainerEventResponse,
+  type DeepPartial,
+} from '../src/generated/api.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
 import { runProgram } from './helpers/cli.js';
 import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { tmuxMissing, tmuxSession } from './helpers/tmux.js';
 import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
 
 const skip = !isRoot ? 'needs root: real pods' : crictlMissing();
@@ -43,6 +53,18 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
     restoreIpForward(before);
   });
 
+  /** A pod (podConfig() unless given) with one started container of `config`. */
+  async function runContainer(
+    config: DeepPartial<ContainerConfig>,
+    pod = podConfig(),
+  ): Promise<{ podSandboxId: string; containerId: string }> {
+    const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config: pod });
+    const container = ContainerConfig.fromPartial(config);
+    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: pod });
+    await t.cri.runtime.startContainer({ containerId });
+    return { podSandboxId, containerId };
+  }
+
   it('streams CREATED, STARTED, STOPPED, DELETED events in order (GetContainerEvents)', async () => {
     const client = new RuntimeServiceClient(`unix://${t.socket}`, credentials.createInsecure());
     const events: ContainerEventResponse[] = [];
@@ -50,15 +72,11 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
     stream.on('data', (event: ContainerEventResponse) => events.push(event));
     stream.on('error', () => undefined);
     await sleep(100);
-    const config = podConfig();
-    const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config });
-    const container = ContainerConfig.fromPartial({
+    const { podSandboxId, containerId } = await runContainer({
       metadata: { name: 'ev' },
       image: { image: BUILTIN_BUSYBOX_IMAGE },
       command: ['sleep', '300'],
     });
-    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: config });
-    await t.cri.runtime.startContainer({ containerId });
     await t.cri.runtime.stopContainer({ containerId, timeout: 1n });
     await t.cri.runtime.removeContainer({ containerId });
     await sleep(200);
@@ -75,15 +93,11 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
   });
 
   it('crictl exec runs through the streaming server; crictl port-forward reaches a server in the pod', async () => {
-    const config = podConfig();
-    const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config });
-    const container = ContainerConfig.fromPartial({
+    const { podSandboxId, containerId } = await runContainer({
       metadata: { name: 'web' },
       image: { image: BUILTIN_BUSYBOX_IMAGE },
       command: ['sh', '-c', 'mkdir -p /www && echo forwarded > /www/index.html && httpd -f -p 8080 -h /www'],
     });
-    const { containerId } = await t.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: config });
-    await t.cri.runtime.startContainer({ containerId });
 
     const hello = await crictl('exec', containerId, 'sh', '-c', 'echo hello from exec');
     expect(hello.stdout).toBe('hello from exec\n');
@@ -105,4 +119,61 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
       forward.kill('SIGTERM');
     }
   });
+
+  describe.skipIf(tmuxMissing !== undefined)(
+    `on a terminal${tmuxMissing ? ` (skipped: ${tmuxMissing} is not installed)` : ''}`,
+    () => {
+      const crictlFlags = (): string[] => ['--runtime-endpoint', `unix://${t.socket}`, '--timeout', '20s'];
+
+      it("crictl exec -it gives a shell on a pty of the container's own /dev/pts, at the client's window size", async () => {
+        const { containerId } = await runContainer({
+          metadata: { name: 'plain' },
+          image: { image: BUILTIN_BUSYBOX_IMAGE },
+          command: ['sleep', '300'],
+        });
+        const shell = tmuxSession([CRICTL, ...crictlFlags(), 'exec', '-it', containerId, 'sh'], 101, 31);
+        try {
+          shell.type('echo result=$((6*7)) $(tty) $(stty size)');
+          await shell.screenShows(/result=42 \/dev\/pts\/0 31 101/);
+          shell.type('exit');
+          await shell.ended();
+        } finally {
+          shell.kill();
+        }
+      });
+
+      it('a tty container runs on a pty: crictl attach -it talks to it, its output is logged as stdout', async () => {
+        const { containerId } = await runContainer(
+          {
+            metadata: { name: 'console' },
+            image: { image: BUILTIN_BUSYBOX_IMAGE },
+            command: ['sh'],
+            tty: true,
+            stdin: true,
+            logPath: 'console.log',
+          },
+          podConfig({ logDirectory: t.dir }),
+        );
+        const shell = tmuxSession([CRICTL, ...crictlFlags(), 'attach', '-it', containerId], 99, 29);
+        try {
+          shell.type('echo attached=$(tty) $(stty size)');
+          await shell.screenShows(/attached=\/dev\/pts\/0 29 99/);
+          shell.type('exit 7');
+          await shell.ended();
+        } finally {
+          shell.kill();
+        }
+        // The session ends as the process exits; its record follows a moment later.
+        let status = await t.cri.runtime.containerStatus({ containerId });
+        for (let i = 0; i < 50 && status.status?.state !== ContainerState.CONTAINER_EXITED; i++) {
+          await sleep(100);
+          status = await t.cri.runtime.containerStatus({ containerId });
+        }
+        expect(status.status).toMatchObject({ state: ContainerState.CONTAINER_EXITED, exitCode: 7 });
+        const log = readFileSync(join(t.dir, 'console.log'), 'utf8');
+        expect(log).toMatch(/ stdout [PF] attached=\/dev\/pts\/0 29 99/);
+        expect(log).not.toMatch(/ stderr /);
+      });
+    },
+  );
 });

@@ -1,9 +1,10 @@
 import { mkdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
 import { startChild } from '../os/child.js';
+import { closeChildEnds, makePipes } from '../os/pipe.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, resolveUser, seccompProfile } from './security-context.js';
 
@@ -11,7 +12,8 @@ import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, resolveUs
  * The launcher: native/nsexec.c does the privileged steps in order (cgroup placement, namespaces,
  * mounts, pivot_root, user, capabilities, no_new_privs, seccomp, exec); this module decides the
  * arguments from the CRI config. The process waits on fd 3 until icetray has placed it in its
- * cgroup, and reports a failure before exec on fd 4 (its end of file means it exec'd).
+ * cgroup, and reports a failure before exec on fd 4 (its end of file means it exec'd); with a
+ * tty, fd 5 carries the terminal's size. Its stdin, stdout and stderr are kernel pipes.
  */
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15 };
 
@@ -89,22 +91,45 @@ async function processArgs(config: ContainerConfig, rootfs: string, imageUser: s
   return args;
 }
 
+interface Stdio {
+  /** Whether the process gets a stdin icetray can write to (else /dev/null). */
+  stdin: boolean;
+  /** Whether it runs on a pseudo-terminal (nsexec --tty; stdout then carries all output). */
+  tty: boolean;
+  /** Where the pipes are made: the container's own folder. */
+  dir: string;
+}
+
 /** Starts nsexec, places it in its cgroup, lets it go, and waits until it exec'd or failed. */
 async function launch(
   nsexec: string,
   args: string[],
   env: string[],
-  stdin: boolean,
+  stdio: Stdio,
   placeInCgroup: (pid: number) => Promise<void>,
 ): Promise<RunningProcess> {
   const environment = Object.fromEntries(
     env.map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
   );
-  const child = startChild(nsexec, ['--sync-fd', '3', '--error-fd', '4', ...args], { env: environment, stdin, extraPipes: 2 });
-  const sync = child.stdio[3] as Duplex;
-  const errors = child.stdio[4] as Readable;
+  const pipes = await makePipes(stdio.dir, stdio.stdin ? ['in', 'out', 'out'] : ['out', 'out']);
+  const [stdin, stdout, stderr] = stdio.stdin ? pipes : [undefined, ...pipes];
+  if (stdout === undefined || stderr === undefined) throw new Error('makePipes returned too few pipes');
+  // On failure icetray's pipe ends go too: nothing will read or write them.
+  const dropPipes = (): void => pipes.forEach((pipe) => pipe.stream.destroy());
+  // fd 3: the cgroup handshake, fd 4: errors before exec, fd 5 (tty): terminal sizes.
+  const control = ['--sync-fd', '3', '--error-fd', '4', ...(stdio.tty ? ['--tty', '--resize-fd', '5'] : [])];
+  const child = startChild(nsexec, [...control, ...args], {
+    env: environment,
+    stdio: [stdin?.childFd ?? 'ignore', stdout.childFd, stderr.childFd],
+    extraPipes: stdio.tty ? 3 : 2,
+  });
+  closeChildEnds(pipes);
+  const [, , , sync, errors, sizes] = child.stdio as unknown as [null, null, null, Duplex, Readable, Writable | undefined];
   const exited = new Promise<ProcessExit>((resolve) => child.once('exit', (code, signal) => resolve(exitOf(code, signal))));
-  if (child.pid === undefined) throw new UnavailableError(`failed to start ${nsexec}`);
+  if (child.pid === undefined) {
+    dropPipes();
+    throw new UnavailableError(`failed to start ${nsexec}`);
+  }
   let report = '';
   errors.on('data', (chunk: Buffer) => (report += chunk.toString()));
   // nsexec answers the go byte with the pid of the container's process (its child after a fork
@@ -120,6 +145,7 @@ async function launch(
     await placeInCgroup(child.pid);
   } catch (err) {
     child.kill('SIGKILL');
+    dropPipes();
     throw err;
   }
   sync.write('g');
@@ -127,14 +153,17 @@ async function launch(
   sync.destroy();
   if (report !== '') {
     await exited;
+    dropPipes();
     throw new FailedPreconditionError(`failed to start the container process: ${report}`);
   }
+  sizes?.on('error', () => undefined); // the process is gone: a late size has nowhere to go
   return {
     pid: child.pid,
     namespacePid: Number.parseInt(pidLine, 10) || child.pid,
-    stdout: child.stdout as Readable,
-    stderr: child.stderr as Readable,
-    stdin: child.stdin ?? undefined,
+    stdout: stdout.stream,
+    stderr: stderr.stream,
+    stdin: stdin?.stream,
+    resize: sizes === undefined ? undefined : (size) => sizes.write(`${String(size.width)} ${String(size.height)}\n`),
     exited,
   };
 }
@@ -145,7 +174,8 @@ export function nsexecLauncher(nsexec: string): LauncherPort {
       const args = [...namespaceArgs(request), '--rootfs', request.rootfs, ...(await mountArgs(request))];
       args.push(...(await processArgs(request.config, request.rootfs, request.imageUser, request.stateDir)));
       args.push('--cwd', request.cwd, '--', ...request.argv);
-      return launch(nsexec, args, request.env, request.config.stdin, (pid) => request.placeInCgroup(pid));
+      const stdio = { stdin: request.config.stdin, tty: request.config.tty, dir: request.stateDir };
+      return launch(nsexec, args, request.env, stdio, (pid) => request.placeInCgroup(pid));
     },
 
     async exec(request) {
@@ -155,7 +185,8 @@ export function nsexecLauncher(nsexec: string): LauncherPort {
         ...(await processArgs(request.config, request.rootfs, request.imageUser, request.stateDir)),
       ];
       args.push('--cwd', request.cwd, '--', ...request.argv);
-      return launch(nsexec, args, request.env, true, (pid) => request.placeInCgroup(pid));
+      const stdio = { stdin: true, tty: request.tty, dir: request.stateDir };
+      return launch(nsexec, args, request.env, stdio, (pid) => request.placeInCgroup(pid));
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { LinuxContainerResources } from '../generated/api.js';
+import type { TerminalSize } from '../streaming/backend.js';
 import type { ImageProcessDefaults } from './process-spec.js';
 
 /**
@@ -49,6 +50,8 @@ export interface RunningProcess {
   stdout: Readable;
   stderr: Readable;
   stdin: Writable | undefined;
+  /** Sets the window size of the process's terminal; undefined without a tty. */
+  resize: ((size: TerminalSize) => void) | undefined;
   exited: Promise<ProcessExit>;
 }
 
@@ -87,6 +90,7 @@ export interface ExecRequest {
   argv: string[];
   env: string[];
   cwd: string;
+  /** Run on a pseudo-terminal (crictl exec -t): stdout then carries all output, stderr none. */
   tty: boolean;
   placeInCgroup(pid: number): Promise<void>;
 }

@@ -24,6 +24,7 @@ function hostProcess(argv: string[]): RunningProcess {
     stdout: child.stdout,
     stderr: child.stderr,
     stdin: child.stdin,
+    resize: undefined,
     exited: new Promise((resolve) => {
       child.once('exit', (code, signal) =>
         resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), signal: signal ?? undefined }),

@@ -195,7 +195,7 @@ export class ContainerService {
         container.process = { pid: started.pid, namespacePid: started.namespacePid, startTime: startTime ?? '' };
         container.startedAt = now();
         transition(container, 'running');
-        const stdio = new AttachableStdio({ stdin: started.stdin, stdinOnce: config.stdinOnce });
+        const stdio = new AttachableStdio({ stdin: started.stdin, stdinOnce: config.stdinOnce, resize: started.resize });
         started.stdout.on('data', (chunk: Buffer) => stdio.output('stdout', chunk));
         started.stderr.on('data', (chunk: Buffer) => stdio.output('stderr', chunk));
         if (logs !== undefined) {
@@ -386,7 +386,7 @@ export class ContainerService {
    * A command in a running container — its namespaces, root, cgroup, user and security — with
    * pipes for stdin, stdout and stderr (ExecSync, and crictl exec through the streaming server).
    */
-  async startExec(idOrPrefix: string, argv: string[]): Promise<RunningProcess> {
+  async startExec(idOrPrefix: string, argv: string[], tty = false): Promise<RunningProcess> {
     const container = this.store.get(idOrPrefix);
     if (container.state !== 'running' || container.process === undefined) {
       throw new FailedPreconditionError(`container "${container.id}" is not running`);
@@ -403,7 +403,7 @@ export class ContainerService {
       argv,
       env: containerEnv(container.config, image),
       cwd: containerWorkingDir(container.config, image),
-      tty: false,
+      tty,
       placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
     });
   }

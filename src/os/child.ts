@@ -3,19 +3,18 @@ import type { Readable } from 'node:stream';
 
 export interface ChildOptions {
   env: NodeJS.ProcessEnv;
-  /** Whether the child gets a pipe for stdin (else /dev/null). */
-  stdin: boolean;
-  /** Extra pipes after stdin/out/err, as fd 3, 4, … in the child. */
+  /** The child's stdin, stdout and stderr: fds icetray opened (see pipe.ts), or 'ignore' for /dev/null. */
+  stdio: [number | 'ignore', number | 'ignore', number | 'ignore'];
+  /** Extra Node pipes after stdin/out/err, as fd 3, 4, … in the child (control channels). */
   extraPipes: number;
 }
 
 /**
- * Starts a long-lived child process with pipes (container processes, exec sessions). The
- * one-shot commands go through run() in exec.ts.
+ * Starts a long-lived child process (container processes, exec sessions). The one-shot
+ * commands go through run() in exec.ts.
  */
 export function startChild(file: string, args: readonly string[], options: ChildOptions): ChildProcess {
-  const stdio = [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...Array<'pipe'>(options.extraPipes).fill('pipe')] as const;
-  return spawn(file, args, { env: options.env, stdio: [...stdio] });
+  return spawn(file, args, { env: options.env, stdio: [...options.stdio, ...Array<'pipe'>(options.extraPipes).fill('pipe')] });
 }
 
 /**

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ContainerService } from '../containers/service.js';
-import { FailedPreconditionError, UnimplementedError } from '../errors.js';
+import { FailedPreconditionError } from '../errors.js';
 import { streamClosed } from '../os/child.js';
 import { dialInNetns } from '../os/netns-dial.js';
 import type { SandboxService } from '../sandbox/service.js';
@@ -16,9 +16,9 @@ import type { StreamingBackend } from './backend.js';
 export function runtimeBackend(containers: ContainerService, sandboxes: SandboxService): StreamingBackend {
   return {
     async exec(containerId, cmd, io) {
-      // A pseudo-terminal needs a pty in the launcher, which icetray does not have yet: said plainly.
-      if (io.tty) throw new UnimplementedError('exec with a tty (crictl exec -it) is not supported yet: run without -t');
-      const process = await containers.startExec(containerId, cmd);
+      // With a tty, nsexec gives the command a pseudo-terminal: all output arrives on stdout.
+      const process = await containers.startExec(containerId, cmd, io.tty);
+      const unsubscribe = process.resize === undefined ? undefined : io.resize.subscribe(process.resize);
       const onAbort = (): void => {
         process.stdin?.end();
         try {
@@ -36,11 +36,11 @@ export function runtimeBackend(containers: ContainerService, sandboxes: SandboxS
       else process.stderr.resume();
       const [exit] = await Promise.all([process.exited, streamClosed(process.stdout), streamClosed(process.stderr)]);
       io.signal.removeEventListener('abort', onAbort);
+      unsubscribe?.();
       return { exitCode: exit.exitCode };
     },
 
     attach(containerId, io) {
-      if (io.tty) return Promise.reject(new UnimplementedError('attach to a tty container is not supported yet'));
       return containers.attachable(containerId).attach(io);
     },
 

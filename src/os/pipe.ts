@@ -1,0 +1,64 @@
+import { closeSync, constants, openSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { run } from './exec.js';
+
+/**
+ * Kernel pipes for a container's stdio. Node's own `stdio: 'pipe'` hands a child one end of a
+ * Unix socket pair, and on a socket `open("/dev/stdout")` fails with ENXIO — yet images such as
+ * nginx log to /dev/stdout through a symlink. Node has no pipe(2), so a pipe here is a FIFO
+ * opened at both ends and then unlinked: what is left is an ordinary anonymous pipe.
+ */
+export interface ChildPipe {
+  /** The fd the child gets (its stdin's read end, or its stdout/stderr's write end). */
+  childFd: number;
+  /** icetray's end, as a stream. */
+  stream: Socket;
+}
+
+/**
+ * Makes one pipe per direction given: 'in' is read by the child (its stdin), 'out' is written
+ * by it (stdout, stderr). The FIFOs live a moment in `dir` (a folder only root writes to).
+ * Once the child is spawned, call `closeChildEnds` so that icetray holds only its own ends, and
+ * a stream's end of file means the child and all it started have closed theirs.
+ */
+let nextPipe = 0;
+
+export async function makePipes(dir: string, directions: readonly ('in' | 'out')[]): Promise<ChildPipe[]> {
+  const paths = directions.map(() => join(dir, `.pipe-${String(process.pid)}-${String(nextPipe++)}`));
+  await run('mkfifo', ['-m', '0600', ...paths]);
+  try {
+    return directions.map((direction, i) => (direction === 'in' ? stdinPipe(paths[i] ?? '') : outputPipe(paths[i] ?? '')));
+  } finally {
+    await Promise.all(paths.map((path) => unlink(path)));
+  }
+}
+
+export function closeChildEnds(pipes: readonly ChildPipe[]): void {
+  for (const pipe of pipes) closeSync(pipe.childFd);
+}
+
+/**
+ * Output: our read end first, non-blocking (a FIFO's open waits for the other side otherwise);
+ * then the child's write end, which opens at once because a reader exists, and is blocking as a
+ * program expects its stdout to be. Both opens return at once: safe on the event loop.
+ */
+function outputPipe(path: string): ChildPipe {
+  const ours = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const childFd = openSync(path, constants.O_WRONLY);
+  return { childFd, stream: new Socket({ fd: ours, readable: true, writable: false }) };
+}
+
+/**
+ * Input: the child's end must be a blocking read end, and opening one blocks until a writer
+ * exists — so a read-write placeholder (Linux opens those at once) stands in while both real
+ * ends are opened, then goes.
+ */
+function stdinPipe(path: string): ChildPipe {
+  const placeholder = openSync(path, constants.O_RDWR);
+  const childFd = openSync(path, constants.O_RDONLY);
+  const ours = openSync(path, constants.O_WRONLY);
+  closeSync(placeholder);
+  return { childFd, stream: new Socket({ fd: ours, readable: false, writable: true }) };
+}
