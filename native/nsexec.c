@@ -69,7 +69,7 @@ static void die(const char *step, const char *fmt, ...) {
 struct bind {
   char *source, *target;
   int readonly;
-  unsigned long propagation; /* MS_PRIVATE or MS_SLAVE */
+  unsigned long propagation; /* MS_PRIVATE, MS_SLAVE or MS_SHARED */
 };
 
 struct options {
@@ -181,7 +181,10 @@ static void setup_dev(struct options *o) {
   }
   char *shm = mkpath(dev, "shm");
   mkdirs(shm, 01777);
-  if (o->shm != NULL) do_mount(o->shm, shm, NULL, MS_BIND | MS_REC, NULL);
+  if (o->shm != NULL) {
+    do_mount(o->shm, shm, NULL, MS_BIND | MS_REC, NULL);
+    do_mount(NULL, shm, NULL, MS_REC | MS_PRIVATE, NULL);
+  }
   else do_mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
   char *mqueue = mkpath(dev, "mqueue");
   mkdirs(mqueue, 0755);
@@ -189,14 +192,34 @@ static void setup_dev(struct options *o) {
   free(dev), free(pts), free(ptmx), free(shm), free(mqueue);
 }
 
+/* Makes the mount that holds `path` private (only that mount): the nearest mount point at or
+ * above it, found by walking up until the kernel accepts MS_PRIVATE (EINVAL: not a mount point). */
+static void make_holder_private(const char *path) {
+  char buffer[4096];
+  snprintf(buffer, sizeof buffer, "%s", path);
+  while (mount(NULL, buffer, NULL, MS_PRIVATE, NULL) < 0) {
+    char *slash = strrchr(buffer, '/');
+    if (errno != EINVAL || slash == NULL || strcmp(buffer, "/") == 0) die("mount", "make the mount of %s private: %s", path, strerror(errno));
+    if (slash == buffer) slash[1] = '\0';
+    else *slash = '\0';
+  }
+}
+
 /* The container's filesystem: its rootfs with /proc, /sys, /dev and the binds, then pivot_root. */
 static void setup_rootfs(struct options *o) {
-  /* Nothing mounted from here on may reach the host: private, or a slave of it when a bind
-   * asks for host-to-container propagation. */
+  /* Nothing mounted from here on may reach the host: every copied mount becomes private, or a
+   * slave of the host's when a bind asks for host-to-container propagation. A bidirectional
+   * bind (rshared) must stay in its host peer group instead: then the copies keep the host's
+   * propagation, and only the mount holding the rootfs is made private, so that /proc, /dev
+   * and the other binds mounted into it stay in this namespace (runc does the same). */
   unsigned long propagation = MS_PRIVATE;
-  for (int i = 0; i < o->nbinds; i++)
+  int bidirectional = 0;
+  for (int i = 0; i < o->nbinds; i++) {
     if (o->binds[i].propagation == MS_SLAVE) propagation = MS_SLAVE;
-  do_mount(NULL, "/", NULL, MS_REC | propagation, NULL);
+    if (o->binds[i].propagation == MS_SHARED) bidirectional = 1;
+  }
+  if (bidirectional) make_holder_private(o->rootfs);
+  else do_mount(NULL, "/", NULL, MS_REC | propagation, NULL);
   do_mount(o->rootfs, o->rootfs, NULL, MS_BIND | MS_REC, NULL);
 
   char *proc = mkpath(o->rootfs, "/proc");
@@ -232,9 +255,16 @@ static void setup_rootfs(struct options *o) {
     free(path);
   }
 
-  /* pivot_root(".", "."), then detach the old root: runc's way, no folder for it needed. */
+  /* pivot_root(".", "."), then detach the old root, now stacked on the new one: runc's way, no
+   * folder for it needed. The old root is made a slave first, so that unmounting it cannot
+   * propagate to the host's mounts; an fd on it names it, as "." would name the new root. */
+  int old_root = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (old_root < 0) die("open", "/: %s", strerror(errno));
   if (chdir(o->rootfs) < 0) die("chdir", "%s: %s", o->rootfs, strerror(errno));
   if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", "%s", strerror(errno));
+  if (fchdir(old_root) < 0) die("chdir", "old root: %s", strerror(errno));
+  close(old_root);
+  do_mount(NULL, ".", NULL, MS_REC | MS_SLAVE, NULL);
   if (umount2(".", MNT_DETACH) < 0) die("umount", "old root: %s", strerror(errno));
   if (chdir("/") < 0) die("chdir", "/: %s", strerror(errno));
   if (o->readonly_rootfs) do_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL);
@@ -495,10 +525,11 @@ static void parse_bind(struct options *o, char *spec) {
   b->source = strtok(spec, ":");
   b->target = strtok(NULL, ":");
   b->propagation = MS_PRIVATE;
-  if (b->source == NULL || b->target == NULL) die("arguments", "--bind SOURCE:TARGET[:ro][:rslave]");
+  if (b->source == NULL || b->target == NULL) die("arguments", "--bind SOURCE:TARGET[:ro][:rslave|:rshared]");
   for (char *flag = strtok(NULL, ":"); flag != NULL; flag = strtok(NULL, ":")) {
     if (strcmp(flag, "ro") == 0) b->readonly = 1;
     else if (strcmp(flag, "rslave") == 0) b->propagation = MS_SLAVE;
+    else if (strcmp(flag, "rshared") == 0) b->propagation = MS_SHARED;
     else if (strcmp(flag, "rprivate") != 0) die("arguments", "unknown bind flag %s", flag);
   }
 }

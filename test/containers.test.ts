@@ -1,10 +1,11 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContainerConfig, ContainerState, type PodSandboxConfig } from '../src/generated/api.js';
+import { ContainerConfig, ContainerState, MountPropagation, type PodSandboxConfig } from '../src/generated/api.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { runIcetray, runProgram } from './helpers/cli.js';
 import { ipForward, isAlive, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
@@ -244,6 +245,65 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
       await t.cri.runtime.updateContainerResources({ containerId, linux: { memoryLimitInBytes: 128n * 1024n * 1024n } });
     }
     expect(readFileSync(`/sys/fs/cgroup/memory${cgroup}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(128 * 1024 * 1024));
+  });
+
+  it('propagates mounts as asked: rslave host to container, rshared both ways, rprivate not at all', async () => {
+    // A host folder of the test's own, made a shared mount (as critest and kubelet volumes do).
+    const host = await tempDir();
+    await sh('mount', ['--bind', host, host]);
+    await sh('mount', ['--make-rshared', host]);
+    try {
+      const p = await pod();
+      const volume = (name: string, propagation: MountPropagation) => ({
+        metadata: { name },
+        image: { image: BUSYBOX },
+        command: ['sleep', '311'],
+        mounts: [{ hostPath: join(host, name), containerPath: '/vol', propagation }],
+        linux: { securityContext: { privileged: true } }, // to mount inside
+      });
+      const ids: Record<string, string> = {};
+      for (const [name, propagation] of [
+        ['slave', MountPropagation.PROPAGATION_HOST_TO_CONTAINER],
+        ['shared', MountPropagation.PROPAGATION_BIDIRECTIONAL],
+        ['private', MountPropagation.PROPAGATION_PRIVATE],
+      ] as const) {
+        await mkdir(join(host, name, 'from-host'), { recursive: true });
+        await mkdir(join(host, name, 'from-container'), { recursive: true });
+        const config = ContainerConfig.fromPartial(volume(name, propagation));
+        const { containerId } = await t.cri.runtime.createContainer({ podSandboxId: p.id, config, sandboxConfig: p.config });
+        await t.cri.runtime.startContainer({ containerId });
+        ids[name] = containerId;
+      }
+      // A mount made on the host after the start, and one made in each container.
+      for (const name of Object.keys(ids)) {
+        await sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', `host-${name}`, join(host, name, 'from-host')]);
+        await exec(ids[name] ?? '', ['sh', '-c', 'mount -t tmpfs -o size=1m from-the-container /vol/from-container']);
+      }
+      const seenInside = async (name: string): Promise<boolean> =>
+        (await exec(ids[name] ?? '', ['cat', '/proc/self/mountinfo'])).includes(` /vol/from-host `);
+      const seenOnHost = (name: string): boolean =>
+        readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${join(host, name, 'from-container')} `);
+      expect([await seenInside('slave'), seenOnHost('slave')]).toEqual([true, false]);
+      expect([await seenInside('shared'), seenOnHost('shared')]).toEqual([true, true]);
+      expect([await seenInside('private'), seenOnHost('private')]).toEqual([false, false]);
+      // What nsexec mounts into the rootfs stays in the container, bidirectional or not.
+      expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/\/rootfs\/(proc|sys|dev|vol)[ /]/);
+
+      // Bidirectional from a mount that is not shared cannot work: refused, nothing left running.
+      const unshared = await tempDir();
+      const config = ContainerConfig.fromPartial(volume('refused', MountPropagation.PROPAGATION_BIDIRECTIONAL));
+      config.mounts[0] = { ...config.mounts[0], hostPath: unshared } as (typeof config.mounts)[0];
+      const { containerId } = await t.cri.runtime.createContainer({ podSandboxId: p.id, config, sandboxConfig: p.config });
+      await expect(t.cri.runtime.startContainer({ containerId })).rejects.toMatchObject({
+        code: grpcStatus.FAILED_PRECONDITION,
+        details: expect.stringContaining('not a shared mount') as string,
+      });
+      const status = await t.cri.runtime.containerStatus({ containerId });
+      expect(status.status?.state).toBe(ContainerState.CONTAINER_CREATED);
+      await t.cri.runtime.removePodSandbox({ podSandboxId: p.id });
+    } finally {
+      await sh('umount', ['-R', host]);
+    }
   });
 
   it('removing the pod removes its containers, their cgroups and rootfs mounts', async () => {

@@ -4,6 +4,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
 import { startChild } from '../os/child.js';
+import { mountHolding } from '../os/mount.js';
 import { closeChildEnds, makePipes } from '../os/pipe.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, resolveUser, seccompProfile } from './security-context.js';
@@ -42,6 +43,34 @@ function namespaceArgs(request: LaunchRequest): string[] {
   return args;
 }
 
+/** nsexec's bind flag per CRI propagation; private is its default. */
+const PROPAGATION_FLAGS: Partial<Record<MountPropagation, string>> = {
+  [MountPropagation.PROPAGATION_HOST_TO_CONTAINER]: 'rslave',
+  [MountPropagation.PROPAGATION_BIDIRECTIONAL]: 'rshared',
+};
+
+/**
+ * Propagation can only flow where the host's mount lets it: bidirectional needs the source on a
+ * shared mount, host-to-container on a shared or slave one (containerd refuses the same way,
+ * rather than giving a mount that silently does not propagate).
+ */
+async function checkPropagation(source: string, propagation: MountPropagation): Promise<void> {
+  if (
+    propagation !== MountPropagation.PROPAGATION_BIDIRECTIONAL &&
+    propagation !== MountPropagation.PROPAGATION_HOST_TO_CONTAINER
+  )
+    return;
+  const holder = await mountHolding(source);
+  if (propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL && !holder.shared)
+    throw new FailedPreconditionError(
+      `path "${source}" is mounted on "${holder.mountPoint}" but it is not a shared mount (bidirectional propagation needs one: mount --make-rshared)`,
+    );
+  if (!holder.shared && !holder.slave)
+    throw new FailedPreconditionError(
+      `path "${source}" is mounted on "${holder.mountPoint}" but it is not a shared or slave mount (host-to-container propagation needs one)`,
+    );
+}
+
 async function mountArgs(request: LaunchRequest): Promise<string[]> {
   const context = request.config.linux?.securityContext;
   const args = ['--bind', `${request.podFiles.hostname}:/etc/hostname`, '--bind', `${request.podFiles.hosts}:/etc/hosts`];
@@ -50,10 +79,8 @@ async function mountArgs(request: LaunchRequest): Promise<string[]> {
     // containerd creates a missing host path as a folder; a symlink is followed to its target.
     await mkdir(mount.hostPath, { recursive: true }).catch(() => undefined);
     const source = await realpath(mount.hostPath);
-    const flags = [
-      mount.readonly ? 'ro' : '',
-      mount.propagation === MountPropagation.PROPAGATION_HOST_TO_CONTAINER ? 'rslave' : '',
-    ].filter(Boolean);
+    await checkPropagation(source, mount.propagation);
+    const flags = [mount.readonly ? 'ro' : '', PROPAGATION_FLAGS[mount.propagation]].filter(Boolean);
     args.push('--bind', [source, mount.containerPath, ...flags].join(':'));
   }
   const privileged = context?.privileged === true;

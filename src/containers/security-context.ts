@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, UnimplementedError } from '../errors.js';
 import {
-  MountPropagation,
   SecurityProfile_ProfileType,
   type LinuxContainerSecurityContext,
   type Mount,
@@ -97,11 +96,6 @@ export function validateMounts(mounts: readonly Mount[]): void {
     // Declined on purpose: UNIMPLEMENTED is how clients (critest) learn there are no image volumes.
     if (mount.image !== undefined && mount.image.image !== '') {
       throw new UnimplementedError(`mount ${mount.containerPath}: image volumes are not supported`);
-    }
-    if (mount.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL) {
-      throw new InvalidArgumentError(
-        `mount ${mount.containerPath}: bidirectional propagation is not supported by icetray's launcher`,
-      );
     }
     if (!mount.containerPath.startsWith('/'))
       throw new InvalidArgumentError(`mount container_path "${mount.containerPath}" must be absolute`);

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { CommandError, run } from './exec.js';
 
 /** Unmounts and deletes a mount point; one already unmounted or gone is fine (removal is idempotent). */
@@ -10,4 +10,37 @@ export async function unmountAndRemove(path: string, recursive = false): Promise
     if (!/not mounted|no such file|No such file/i.test(message)) throw err;
   }
   await rm(path, { recursive, force: true });
+}
+
+/** The mount that holds a path, as /proc/self/mountinfo describes it. */
+export interface MountInfo {
+  mountPoint: string;
+  /** In a peer group: mounts and unmounts propagate both ways ("shared:N"). */
+  shared: boolean;
+  /** Receives propagation from a master group ("master:N"). */
+  slave: boolean;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal (\040). */
+const unescape = (field: string): string =>
+  field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+
+/** Finds the mount holding `path` (a real path): the longest mount point that contains it. */
+export async function mountHolding(path: string): Promise<MountInfo> {
+  let best: MountInfo = { mountPoint: '/', shared: false, slave: false };
+  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": field 5 is the mount
+    // point, optional fields run from 7 up to the "-".
+    const fields = line.split(' ');
+    const mountPoint = unescape(fields[4] ?? '');
+    const inside = mountPoint === '/' || path === mountPoint || path.startsWith(`${mountPoint}/`);
+    if (mountPoint === '' || !inside || mountPoint.length < best.mountPoint.length) continue;
+    const optional = fields.slice(6, fields.indexOf('-'));
+    best = {
+      mountPoint,
+      shared: optional.some((field) => field.startsWith('shared:')),
+      slave: optional.some((field) => field.startsWith('master:')),
+    };
+  }
+  return best;
 }
