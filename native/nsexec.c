@@ -8,8 +8,12 @@
  *      so no code of the container ever runs outside it;
  *   2. join the pod's namespaces (setns on the pinned files), or all of a running container's
  *      (--join PID, for exec); a new mount namespace, and a new PID namespace when asked;
- *   3. fork when the PID namespace changed (it only applies to children): the parent stays as
- *      a small monitor that forwards signals and exits as the child did;
+ *   3. fork when the PID namespace changed (it only applies to children), for a tty, or when
+ *      icetray asks for an --exit-file: the parent stays as a small monitor that forwards
+ *      signals, exits as the child did and writes that status to the exit file. It also keeps
+ *      a read end of the container's stdout and stderr pipes, so that the container outlives
+ *      an icetray restart: with no reader a write would kill it (SIGPIPE); with the monitor's
+ *      it waits in the pipe until the new icetray reopens it from /proc/MONITOR/fd/1;
  *   4. mounts: /proc, /sys, /dev, the pod's files and the config's binds, masked and read-only
  *      paths, then pivot_root into the rootfs;
  *   5. with --tty: a pseudo-terminal from the container's own /dev/pts becomes the process's
@@ -96,6 +100,7 @@ struct options {
   int set_oom;
   int tty;
   int resize_fd; /* with --tty: "COLUMNS ROWS" lines from icetray, the client's terminal size */
+  char *exit_file;
   char **argv;
 };
 
@@ -496,9 +501,38 @@ static void forward(int sig) {
   if (child_pid > 0) kill(child_pid, sig);
 }
 
-/* The parent after the fork (into a new PID namespace, or for a tty): it forwards signals,
- * relays the terminal when there is one, and exits as the child did. */
-static void monitor(pid_t child, int tty_channel, int resize_fd) {
+/* "exit N" or "signal N": how the container ended, for an icetray that did not see it end. */
+static void write_exit_file(int fd, int status) {
+  if (fd < 0) return;
+  char line[32];
+  int n = WIFEXITED(status) ? snprintf(line, sizeof line, "exit %d\n", WEXITSTATUS(status))
+                            : snprintf(line, sizeof line, "signal %d\n", WTERMSIG(status));
+  if (write(fd, line, (size_t)n) < 0) {
+    /* icetray then reports the exit code as unknown */
+  }
+  close(fd);
+}
+
+/* When icetray died meanwhile (this process was reparented), what the container wrote last is
+ * still in the pipes, and nobody else holds them: leaving now would lose it. So stay until a
+ * restarted icetray has read it all (FIONREAD: bytes waiting), then go. */
+static void wait_until_read(pid_t icetray, const int held[2]) {
+  for (;;) {
+    if (getppid() == icetray) return; /* icetray is there and reads to the end itself */
+    int waiting = 0;
+    for (int i = 0; i < 2; i++) {
+      int n = 0;
+      if (held[i] >= 0 && ioctl(held[i], FIONREAD, &n) == 0) waiting += n;
+    }
+    if (waiting == 0) return;
+    usleep(100 * 1000);
+  }
+}
+
+/* The parent after the fork: it forwards signals, relays the terminal when there is one, and
+ * exits as the child did. */
+static void monitor(pid_t child, int tty_channel, int resize_fd, int exit_fd, const int held[2]) {
+  pid_t icetray = getppid();
   child_pid = child;
   int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
   struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
@@ -511,6 +545,8 @@ static void monitor(pid_t child, int tty_channel, int resize_fd) {
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) _exit(EXIT_SETUP);
   }
+  write_exit_file(exit_fd, status);
+  wait_until_read(icetray, held);
   if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
   int sig = WTERMSIG(status);
   signal(sig, SIG_DFL);
@@ -543,7 +579,7 @@ static void parse(int argc, char **argv, struct options *o) {
       {"uid", required_argument, 0, 'u'},     {"gid", required_argument, 0, 'g'},      {"group", required_argument, 0, 'G'},
       {"caps", required_argument, 0, 'c'},    {"no-new-privs", no_argument, 0, 'N'},   {"seccomp", required_argument, 0, 'C'},
       {"cwd", required_argument, 0, 'w'},     {"oom-score-adj", required_argument, 0, 'O'}, {"tty", no_argument, 0, 't'},
-      {"resize-fd", required_argument, 0, 'z'}, {0, 0, 0, 0}};
+      {"resize-fd", required_argument, 0, 'z'}, {"exit-file", required_argument, 0, 'x'}, {0, 0, 0, 0}};
   int opt;
   o->sync_fd = -1;
   o->resize_fd = -1;
@@ -580,6 +616,7 @@ static void parse(int argc, char **argv, struct options *o) {
       case 'O': o->oom_score_adj = atoi(optarg), o->set_oom = 1; break;
       case 't': o->tty = 1; break;
       case 'z': o->resize_fd = atoi(optarg); break;
+      case 'x': o->exit_file = optarg; break;
       default: die("arguments", "see src/containers/nsexec-launcher.ts for the options");
     }
   }
@@ -594,6 +631,18 @@ int main(int argc, char **argv) {
   /* The error pipe must close when the command is exec'd: its end of file means "started". */
   if (error_fd >= 0) fcntl(error_fd, F_SETFD, FD_CLOEXEC);
   char *seccomp = o.seccomp == NULL ? NULL : read_file(o.seccomp);
+  /* Opened now, while paths are the host's: the child's pivot_root moves the monitor's root too. */
+  int exit_fd = -1, held[2] = {-1, -1};
+  if (o.exit_file != NULL) {
+    exit_fd = open(o.exit_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (exit_fd < 0) die("exit file", "%s: %s", o.exit_file, strerror(errno));
+    for (int fd = 1; fd <= 2; fd++) {
+      struct stat st;
+      char path[32];
+      snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+      if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) held[fd - 1] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    }
+  }
 
   /* 1. Wait until icetray has put this process in the container's cgroup. */
   if (o.sync_fd >= 0) {
@@ -638,17 +687,20 @@ int main(int argc, char **argv) {
   int tty_channel[2] = {-1, -1};
   if (o.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty_channel) < 0) die("tty", "socketpair: %s", strerror(errno));
   pid_t container_pid = getpid();
-  if (pid_changed || o.tty) {
+  if (pid_changed || o.tty || exit_fd >= 0) {
     pid_t child = fork();
     if (child < 0) die("fork", "%s", strerror(errno));
     if (child > 0) {
       if (error_fd >= 0) close(error_fd);
       if (tty_channel[1] >= 0) close(tty_channel[1]);
       report_pid(o.sync_fd, child);
-      monitor(child, tty_channel[0], o.resize_fd);
+      monitor(child, tty_channel[0], o.resize_fd, exit_fd, held);
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (o.sync_fd >= 0) close(o.sync_fd);
+    if (exit_fd >= 0) close(exit_fd);
+    for (int i = 0; i < 2; i++)
+      if (held[i] >= 0) close(held[i]);
     if (tty_channel[0] >= 0) close(tty_channel[0]);
     if (o.resize_fd >= 0) close(o.resize_fd);
   } else {

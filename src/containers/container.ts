@@ -70,8 +70,12 @@ export function containerName(sandboxId: string, config: ContainerConfig): strin
   return [sandboxId, config.metadata?.name, config.metadata?.attempt].join('_');
 }
 
-/** A process's end as the kubelet reports it: 0 → Completed, 128+9 after an OOM kill → OOMKilled. */
+/**
+ * A process's end as the kubelet reports it: 0 → Completed, 128+9 after an OOM kill →
+ * OOMKilled, -1 (it ended unseen, leaving no record) → Unknown.
+ */
 export function exitReason(exitCode: number, oomKilled: boolean): string {
   if (oomKilled) return 'OOMKilled';
+  if (exitCode < 0) return 'Unknown';
   return exitCode === 0 ? 'Completed' : 'Error';
 }

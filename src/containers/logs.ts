@@ -71,6 +71,7 @@ export class ContainerLogWriter {
 
   /** Copies a stream into the log until it ends; complete lines become F entries. */
   follow(stream: LogStream, source: Readable): Promise<void> {
+    if (source.closed) return Promise.resolve(); // nothing more will come: close() must not wait for it
     const done = new Promise<void>((resolve) => {
       source.on('data', (chunk: Buffer) => this.write(stream, chunk.toString('utf8')));
       source.once('close', () => {

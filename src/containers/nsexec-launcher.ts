@@ -1,11 +1,13 @@
-import { mkdir, realpath, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
 import { startChild } from '../os/child.js';
 import { mountHolding } from '../os/mount.js';
-import { closeChildEnds, makePipes } from '../os/pipe.js';
+import { closeChildEnds, makePipes, reopenPipe } from '../os/pipe.js';
+import { processGone } from '../os/proc-stat.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, resolveUser, seccompProfile } from './security-context.js';
 
@@ -195,12 +197,50 @@ async function launch(
   };
 }
 
+/** Where nsexec's monitor records how the container ended ("exit N" or "signal N"). */
+const exitFile = (stateDir: string): string => join(stateDir, 'exit');
+
+/** The exit file's line as a ProcessExit; undefined for an empty or missing file. */
+async function readExitFile(stateDir: string): Promise<ProcessExit | undefined> {
+  const text = await readFile(exitFile(stateDir), 'utf8').catch(() => '');
+  const [kind, value] = text.trim().split(' ');
+  const number = Number.parseInt(value ?? '', 10);
+  if (Number.isNaN(number)) return undefined;
+  if (kind === 'exit') return { exitCode: number, signal: undefined };
+  const signal = Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0];
+  return { exitCode: 128 + number, signal };
+}
+
 export function nsexecLauncher(nsexec: string): LauncherPort {
   return {
+    reattach(process, stateDir) {
+      const stdout = reopenPipe(process.pid, 1);
+      const stderr = reopenPipe(process.pid, 2);
+      if (stdout === undefined || stderr === undefined) {
+        stdout?.destroy();
+        stderr?.destroy();
+        return undefined;
+      }
+      const exited = processGone(process.pid, process.startTime).then(
+        async () => (await readExitFile(stateDir)) ?? { exitCode: -1, signal: undefined },
+      );
+      return {
+        pid: process.pid,
+        namespacePid: process.namespacePid,
+        stdout,
+        stderr,
+        stdin: undefined,
+        resize: undefined,
+        exited,
+      };
+    },
+
+    lastExit: readExitFile,
+
     async start(request) {
       const args = [...namespaceArgs(request), '--rootfs', request.rootfs, ...(await mountArgs(request))];
       args.push(...(await processArgs(request.config, request.rootfs, request.imageUser, request.stateDir)));
-      args.push('--cwd', request.cwd, '--', ...request.argv);
+      args.push('--exit-file', exitFile(request.stateDir), '--cwd', request.cwd, '--', ...request.argv);
       const stdio = { stdin: request.config.stdin, tty: request.config.tty, dir: request.stateDir };
       return launch(nsexec, args, request.env, stdio, (pid) => request.placeInCgroup(pid));
     },

@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { LinuxContainerResources } from '../generated/api.js';
+import type { ContainerProcess } from './container.js';
 import type { TerminalSize } from '../streaming/backend.js';
 import type { ImageProcessDefaults } from './process-spec.js';
 
@@ -98,4 +99,12 @@ export interface ExecRequest {
 export interface LauncherPort {
   start(request: LaunchRequest): Promise<RunningProcess>;
   exec(request: ExecRequest): Promise<RunningProcess>;
+  /**
+   * A container process that an earlier icetray run started and that still runs: its output
+   * reopened, its end awaited. Undefined when it is gone. Its stdin is not kept: a restart
+   * closes it, as the client streaming into it is gone too.
+   */
+  reattach(process: ContainerProcess, stateDir: string): RunningProcess | undefined;
+  /** How a container process ended, recorded by its monitor in `stateDir`; undefined when unknown. */
+  lastExit(stateDir: string): Promise<ProcessExit | undefined>;
 }

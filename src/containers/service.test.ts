@@ -88,8 +88,10 @@ async function setUp() {
       return started;
     },
     exec: (request) => Promise.resolve(hostProcess(request.argv)),
+    reattach: () => undefined,
+    lastExit: () => Promise.resolve(undefined),
   };
-  const containers = new ContainerService({
+  const deps = {
     config: { rootDir: join(dir, 'root') },
     sandboxes,
     images,
@@ -97,14 +99,21 @@ async function setUp() {
     launcher,
     events,
     podCgroup: () => '/pod',
-  });
+  };
+  const containers = new ContainerService(deps);
+  /** A new service over the same state, as a restarted icetray; `found` plays what it finds of the processes. */
+  const restart = async (found: Pick<LauncherPort, 'reattach' | 'lastExit'>): Promise<ContainerService> => {
+    const again = new ContainerService({ ...deps, launcher: { ...launcher, ...found } });
+    await again.load();
+    return again;
+  };
   const pod = await sandboxes.run(
     PodSandboxConfig.fromPartial({ metadata: { name: 'p', namespace: 'n', uid: 'u' }, logDirectory: join(dir, 'logs') }),
     '',
   );
   const config = (command: string[], name = 'c') =>
     ContainerConfig.fromPartial({ metadata: { name }, image: { image: 'busybox' }, command, logPath: `${name}.log` });
-  return { dir, containers, pod, config, seen, cgroups, rootfses };
+  return { dir, containers, pod, config, seen, cgroups, rootfses, restart };
 }
 
 describe('ContainerService lifecycle', () => {
@@ -168,6 +177,28 @@ describe('ContainerService lifecycle', () => {
     await expect(s.containers.execSync(c.id, ['sleep', '4321'], 1)).rejects.toThrow(DeadlineExceededError);
     await s.containers.remove(c.id);
     await expect(s.containers.execSync(c.id, ['true'], 1)).rejects.toThrow(NotFoundError);
+  });
+
+  it('after a restart, records the exit a monitor left, watches a container still running, and says when it cannot know', async () => {
+    const s = await setUp();
+    const [ended, running, lost] = await Promise.all(
+      ['ended', 'running', 'lost'].map((name) => s.containers.create(s.pod.id, s.config(['sleep', '30'], name))),
+    );
+    for (const c of [ended, running, lost]) await s.containers.start(c?.id ?? '');
+    const again = await s.restart({
+      // Only `running` still runs: the new run reads its output and waits for its end.
+      reattach: (process) =>
+        process.pid === running?.process?.pid ? hostProcess(['sh', '-c', 'echo still here; exit 4']) : undefined,
+      // `ended` left "exit 3" in its folder; `lost` left nothing.
+      lastExit: (dir) => Promise.resolve(dir === ended?.dir ? { exitCode: 3, signal: undefined } : undefined),
+    });
+    expect(await again.get(ended?.id ?? '')).toMatchObject({ state: 'exited', exitCode: 3, reason: 'Error' });
+    expect(await again.get(lost?.id ?? '')).toMatchObject({ state: 'exited', exitCode: -1, reason: 'Unknown' });
+    const watched = await again.get(running?.id ?? '');
+    for (let i = 0; i < 100 && watched.state === 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(watched).toMatchObject({ state: 'exited', exitCode: 4, reason: 'Error' });
+    expect(await readFile(join(s.dir, 'logs', 'running.log'), 'utf8')).toMatch(/ stdout F still here\n$/);
+    for (const c of [ended, running, lost]) await s.containers.remove(c?.id ?? '');
   });
 
   it('refuses to start a container twice or to reopen the log of one that is not running', async () => {

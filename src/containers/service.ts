@@ -9,7 +9,7 @@ import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } fro
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
 import { streamClosed } from '../os/child.js';
-import { processStartTime, signalProcess } from '../os/proc-stat.js';
+import { processGone, processStartTime, signalProcess } from '../os/proc-stat.js';
 import { Rollback } from '../rollback.js';
 import { podFiles } from '../sandbox/pod-files.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -57,6 +57,10 @@ interface Live {
 
 const now = (): bigint => BigInt(Date.now()) * 1_000_000n;
 
+/** A container that ended while no icetray watched it, and left no exit record. */
+const UNKNOWN_EXIT: ProcessExit = { exitCode: -1, signal: undefined };
+const UNKNOWN_EXIT_MESSAGE = 'the process ended while icetray was not running: its exit code is unknown';
+
 /**
  * Containers: processes started in their pod's namespaces, each in its own cgroup and root
  * filesystem, logging in the CRI format. Knows nothing of gRPC.
@@ -72,7 +76,7 @@ export class ContainerService {
     for (const container of await loadContainers(this.deps.config.rootDir)) {
       this.store.add(container);
       this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
-      this.refresh(container);
+      await this.recover(container);
     }
   }
 
@@ -195,22 +199,49 @@ export class ContainerService {
         container.process = { pid: started.pid, namespacePid: started.namespacePid, startTime: startTime ?? '' };
         container.startedAt = now();
         transition(container, 'running');
-        const stdio = new AttachableStdio({ stdin: started.stdin, stdinOnce: config.stdinOnce, resize: started.resize });
-        started.stdout.on('data', (chunk: Buffer) => stdio.output('stdout', chunk));
-        started.stderr.on('data', (chunk: Buffer) => stdio.output('stderr', chunk));
-        if (logs !== undefined) {
-          void logs.follow('stdout', started.stdout);
-          void logs.follow('stderr', started.stderr);
-        }
-        const exited = started.exited.then(async (exit) => {
-          stdio.exited();
-          await this.onExit(container, exit, logs);
-        });
-        this.live.set(container.id, { logs, exited, stdio });
+        this.watch(container, started, logs);
         await saveContainer(container);
       });
     });
     this.deps.events.publish('started', container.id, container.sandboxId);
+  }
+
+  /** Output to the log and to attach sessions; the exit recorded when it comes. */
+  private watch(container: Container, running: RunningProcess, logs: ContainerLogWriter | undefined): void {
+    const { config } = container;
+    const stdio = new AttachableStdio({ stdin: running.stdin, stdinOnce: config.stdinOnce, resize: running.resize });
+    running.stdout.on('data', (chunk: Buffer) => stdio.output('stdout', chunk));
+    running.stderr.on('data', (chunk: Buffer) => stdio.output('stderr', chunk));
+    if (logs !== undefined) {
+      void logs.follow('stdout', running.stdout);
+      void logs.follow('stderr', running.stderr);
+    }
+    const exited = running.exited.then(async (exit) => {
+      stdio.exited();
+      await this.onExit(container, exit, logs);
+    });
+    this.live.set(container.id, { logs, exited, stdio });
+  }
+
+  /**
+   * After an icetray restart: a container still running is watched again (its monitor kept the
+   * output pipes open meanwhile); one that ended while icetray was away gets the exit its
+   * monitor recorded.
+   */
+  private async recover(container: Container): Promise<void> {
+    const process = container.process;
+    if (container.state !== 'running' || process === undefined) return;
+    // The log first: output must find its reader the moment the pipes are open again.
+    const logs = container.logPath === '' ? undefined : await ContainerLogWriter.open(container.logPath);
+    const running = this.deps.launcher.reattach(process, container.dir);
+    if (running !== undefined) {
+      this.watch(container, running, logs);
+      // Ended while icetray was away, its monitor waiting for the last output to be read: wait
+      // for that, so the container is not shown running once icetray serves.
+      if ((await this.deps.launcher.lastExit(container.dir)) !== undefined) await this.live.get(container.id)?.exited;
+      return;
+    }
+    await this.onExit(container, (await this.deps.launcher.lastExit(container.dir)) ?? UNKNOWN_EXIT, logs);
   }
 
   private async onExit(container: Container, exit: ProcessExit, logs: ContainerLogWriter | undefined): Promise<void> {
@@ -222,6 +253,7 @@ export class ContainerService {
       (await this.deps.cgroups.oomKilled(container.cgroup).catch(() => false));
     container.exitCode = exit.exitCode;
     container.reason = exitReason(exit.exitCode, oomKilled);
+    container.message = exit.exitCode === UNKNOWN_EXIT.exitCode ? UNKNOWN_EXIT_MESSAGE : '';
     container.finishedAt = now();
     container.process = undefined;
     transition(container, 'exited');
@@ -258,7 +290,7 @@ export class ContainerService {
       if (container.state !== 'running' || process === undefined) return;
       const signal = this.stopSignal(container);
       signalProcess(process.pid, signal);
-      const exited = live?.exited ?? this.waitGone(process.pid, process.startTime);
+      const exited = live?.exited ?? processGone(process.pid, process.startTime);
       const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutSeconds * 1000).then(() => true)]);
       if (timedOut) {
         log.info({ containerId: container.id, signal, timeoutSeconds }, 'container did not stop in time: SIGKILL');
@@ -273,10 +305,6 @@ export class ContainerService {
     const image = this.deps.images.resolve(container.imageId);
     const fromImage = image?.stopSignal ?? '';
     return (fromImage !== '' ? fromImage : 'SIGTERM') as NodeJS.Signals;
-  }
-
-  private async waitGone(pid: number, startTime: string): Promise<void> {
-    while (processStartTime(pid) === startTime) await sleep(20);
   }
 
   /** RemoveContainer: stops it if running, then its rootfs, cgroup and state. Idempotent. */
@@ -303,9 +331,7 @@ export class ContainerService {
   }
 
   async get(idOrPrefix: string): Promise<Container> {
-    const container = this.store.get(idOrPrefix);
-    this.refresh(container);
-    return Promise.resolve(container);
+    return Promise.resolve(this.store.get(idOrPrefix));
   }
 
   list(filter: ContainerFilter = {}): Container[] {
@@ -314,7 +340,6 @@ export class ContainerService {
         ? [this.store.find(filter.id)].filter((c) => c !== undefined)
         : this.store.all();
     return candidates.filter((container) => {
-      this.refresh(container);
       if (filter.sandboxId !== undefined && filter.sandboxId !== '' && !container.sandboxId.startsWith(filter.sandboxId))
         return false;
       if (filter.state !== undefined && container.state !== filter.state) return false;
@@ -416,18 +441,5 @@ export class ContainerService {
       throw new FailedPreconditionError(`container "${container.id}" is not running: there is nothing to attach to`);
     }
     return live.stdio;
-  }
-
-  /** A running container whose process is gone (icetray was restarted meanwhile) is exited. */
-  private refresh(container: Container): void {
-    if (container.state !== 'running' || container.process === undefined || this.live.has(container.id)) return;
-    if (processStartTime(container.process.pid) === container.process.startTime) return;
-    transition(container, 'exited');
-    container.finishedAt = now();
-    container.exitCode = -1;
-    container.reason = 'Unknown';
-    container.message = 'the process ended while icetray was not running: its exit code is unknown';
-    container.process = undefined;
-    void saveContainer(container);
   }
 }

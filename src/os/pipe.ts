@@ -62,3 +62,17 @@ function stdinPipe(path: string): ChildPipe {
   closeSync(placeholder);
   return { childFd, stream: new Socket({ fd: ours, readable: false, writable: true }) };
 }
+
+/**
+ * Opens again the read end of a pipe another process writes to, through /proc/PID/fd/FD (Linux
+ * opens a pipe's magic link like a FIFO): how a restarted icetray gets a running container's
+ * output back. Undefined when the process or its fd is gone.
+ */
+export function reopenPipe(pid: number, fd: number): Socket | undefined {
+  try {
+    const ours = openSync(`/proc/${String(pid)}/fd/${String(fd)}`, constants.O_RDONLY | constants.O_NONBLOCK);
+    return new Socket({ fd: ours, readable: true, writable: false });
+  } catch {
+    return undefined;
+  }
+}

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * The start time of a process (field 22 of /proc/<pid>/stat, in clock ticks since boot), or
@@ -34,4 +35,12 @@ export function signalProcess(pid: number, signal: NodeJS.Signals): boolean {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
     throw err;
   }
+}
+
+/**
+ * Resolves once the process (pid + start time) is gone. For a process icetray did not start in
+ * this run, which it cannot wait for: /proc is polled.
+ */
+export async function processGone(pid: number, startTime: string, everyMs = 100): Promise<void> {
+  while (processStartTime(pid) === startTime) await sleep(everyMs);
 }

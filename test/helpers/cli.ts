@@ -34,7 +34,9 @@ export interface ServeProcess {
   configFile: string;
   child: ChildProcess;
   output(): string;
-  /** SIGTERM, then the exit code. */
+  /** Sends `signal` and waits for the exit; the folder stays (for a restart over the same state). */
+  kill(signal: NodeJS.Signals): Promise<void>;
+  /** SIGTERM, then the exit code; removes the folder. */
   stop(): Promise<number | null>;
 }
 
@@ -85,6 +87,10 @@ export async function spawnServe(args: string[], dir: string, socket: string, co
     configFile,
     child,
     output: () => output,
+    async kill(signal) {
+      child.kill(signal);
+      await exited;
+    },
     async stop() {
       child.kill('SIGTERM');
       const code = await exited;
