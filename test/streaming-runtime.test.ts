@@ -5,10 +5,13 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import {
   ContainerConfig,
   ContainerEventType,
   ContainerState,
+  LinuxPodSandboxConfig,
+  NamespaceMode,
   RuntimeServiceClient,
   type ContainerEventResponse,
   type DeepPartial,
@@ -176,4 +179,48 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
       });
     },
   );
+
+  it('closes an exec stream that stays idle for stream_idle_timeout, and ends the command', async () => {
+    const idle = await startTestServer({ toml: 'stream_idle_timeout = "1s"' });
+    try {
+      await idle.cri.image.pullImage({ image: { image: BUILTIN_BUSYBOX_IMAGE } });
+      // The node's network: no CNI needed for this one.
+      const config = podConfig({
+        linux: LinuxPodSandboxConfig.fromPartial({
+          securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.POD } },
+        }),
+      });
+      const { podSandboxId } = await idle.cri.runtime.runPodSandbox({ config });
+      const container = ContainerConfig.fromPartial({
+        metadata: { name: 'idle' },
+        image: { image: BUILTIN_BUSYBOX_IMAGE },
+        command: ['sleep', '300'],
+      });
+      const { containerId } = await idle.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: config });
+      await idle.cri.runtime.startContainer({ containerId });
+      const { url } = await idle.cri.runtime.exec({ containerId, cmd: ['sleep', '4242'], stdout: true, stdin: true });
+      const ws = new WebSocket(url.replace(/^http/, 'ws'), ['v5.channel.k8s.io']);
+      const opened = Date.now();
+      await new Promise<void>((resolve) => ws.once('close', () => resolve()));
+      expect(Date.now() - opened).toBeLessThan(5000);
+      // The session's end takes the command with it.
+      let left = '1';
+      for (let i = 0; i < 50 && left !== '0'; i++) {
+        await sleep(100);
+        left = (
+          await idle.cri.runtime.execSync({
+            containerId,
+            cmd: ['sh', '-c', 'ps -o args | grep -c "sleep 424[2]" || true'],
+            timeout: 5n,
+          })
+        ).stdout
+          .toString()
+          .trim();
+      }
+      expect(left).toBe('0');
+      await idle.cri.runtime.removePodSandbox({ podSandboxId });
+    } finally {
+      await idle.close();
+    }
+  });
 });

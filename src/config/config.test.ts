@@ -47,6 +47,7 @@ describe('config', () => {
     ['pod_cidr = "10.300.0.0/16"', /config key "pod_cidr"/],
     ['enable_ip_forward = "yes"', /config key "enable_ip_forward": expected true or false/],
     ['log_level = "loud"', /config key "log_level"/],
+    ['stream_idle_timeout = "4 hours"', /config key "stream_idle_timeout": expected a duration like "4h0m0s"/],
     ['sandbox_image = "x"', /unknown key "sandbox_image"/],
     ['socket = ', /config file .*\.toml/],
   ])('rejects %s, naming the key', (text, message) => {
@@ -125,5 +126,20 @@ describe('config', () => {
     expect(loaded.config.socket).toBe('/var/run/crio/crio.sock');
     expect(loaded.sources.socket).toBe('flavor');
     expect(loaded.config.pauseImage).toBe('registry.k8s.io/pause:3.9');
+  });
+
+  it("reads the streaming server's settings in containerd's and CRI-O's spelling (ports as strings)", () => {
+    const containerd = loadConfig({
+      file: file(
+        '[plugins."io.containerd.grpc.v1.cri"]\nstream_server_address = "0.0.0.0"\nstream_server_port = "10010"\nstream_idle_timeout = "30m"\n',
+      ),
+    });
+    expect(containerd.config).toMatchObject({
+      streamServerAddress: '0.0.0.0',
+      streamServerPort: 10010,
+      streamIdleTimeout: '30m',
+    });
+    const crio = loadConfig({ file: file('[crio.api]\nstream_port = "0"\nstream_idle_timeout = ""\n') });
+    expect(crio.config).toMatchObject({ streamServerPort: 0, streamIdleTimeout: '0' });
   });
 });

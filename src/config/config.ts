@@ -4,6 +4,7 @@ import { parse as parseTomlText } from 'smol-toml';
 import { InvalidArgumentError, messageOf } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { flatten, readDialect, type Dialect } from './dialects.js';
+import { parseDuration } from './duration.js';
 import { DEFAULT_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../images/registry-config.js';
 
 /** The cgroup drivers icetray implements (the kubelet's `cgroupDriver` values). */
@@ -36,6 +37,8 @@ export interface Config {
   streamServerAddress: string;
   /** Its port; 0 picks a free one. */
   streamServerPort: number;
+  /** A stream with no traffic for this long is closed (a Go duration; "0" never). */
+  streamIdleTimeout: string;
 }
 
 /** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
@@ -73,6 +76,8 @@ export const DEFAULTS: Config = {
   // Loopback only: the URLs the Exec/Attach/PortForward RPCs hand out are for local clients.
   streamServerAddress: '127.0.0.1',
   streamServerPort: 0,
+  // The kubelet's and containerd's default.
+  streamIdleTimeout: '4h0m0s',
 };
 
 /** The TOML key of each setting: snake_case, as containerd and CRI-O spell theirs. */
@@ -90,6 +95,7 @@ const KEYS: Record<keyof Config, string> = {
   registry: 'registry',
   streamServerAddress: 'stream_server_address',
   streamServerPort: 'stream_server_port',
+  streamIdleTimeout: 'stream_idle_timeout',
 };
 
 export function tomlKey(field: keyof Config): string {
@@ -145,6 +151,12 @@ const port: Check = (key, value) => {
   return value;
 };
 
+const duration: Check = (key, value) => {
+  if (typeof value !== 'string' || parseDuration(value) === undefined)
+    throw invalid(key, 'a duration like "4h0m0s", "30s" or "0" (never)', value);
+  return value;
+};
+
 const absolutePaths: Check = (key, value) => {
   if (!Array.isArray(value) || value.length === 0) throw invalid(key, 'a non-empty list of absolute paths', value);
   return value.map((item) => absolutePath(key, item));
@@ -164,6 +176,7 @@ const CHECKS: Record<keyof Config, Check> = {
   registry: (_key, value) => parseRegistryConfig(value),
   streamServerAddress: nonEmptyString,
   streamServerPort: port,
+  streamIdleTimeout: duration,
 };
 
 const FIELDS = Object.keys(KEYS) as (keyof Config)[];

@@ -42,6 +42,10 @@ const systemdCgroup = (value: unknown): unknown => {
 };
 const hostsFolder = (value: unknown): unknown => ({ mirrors: {}, config_path: value });
 const unixAddress = (value: unknown): unknown => (typeof value === 'string' ? value.replace(/^unix:\/\//, '') : value);
+/** Both runtimes write the streaming port as a string ("0"). */
+const portNumber = (value: unknown): unknown => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value);
+/** CRI-O's empty stream_idle_timeout means no timeout. */
+const idleTimeout = (value: unknown): unknown => (value === '' ? '0' : value);
 
 const CONTAINERD_V2 = 'plugins."io.containerd.grpc.v1.cri"';
 const CONTAINERD_V3_RUNTIME = 'plugins."io.containerd.cri.v1.runtime"';
@@ -55,6 +59,10 @@ const CONTAINERD: Record<string, Mapping> = {
   [`${CONTAINERD_V2}.cni.bin_dir`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V2}.cni.conf_dir`]: { field: 'cniConfDir', convert: same },
   [`${CONTAINERD_V2}.registry.config_path`]: { field: 'registry', convert: hostsFolder },
+  // containerd 2.x keeps the streaming server under the same plugin name as 1.x.
+  [`${CONTAINERD_V2}.stream_server_address`]: { field: 'streamServerAddress', convert: same },
+  [`${CONTAINERD_V2}.stream_server_port`]: { field: 'streamServerPort', convert: portNumber },
+  [`${CONTAINERD_V2}.stream_idle_timeout`]: { field: 'streamIdleTimeout', convert: same },
   [`${CONTAINERD_V3_IMAGES}.pinned_images.sandbox`]: { field: 'pauseImage', convert: same },
   [`${CONTAINERD_V3_RUNTIME}.containerd.runtimes.runc.options.SystemdCgroup`]: { field: 'cgroupDriver', convert: systemdCgroup },
   [`${CONTAINERD_V3_RUNTIME}.cni.bin_dir`]: { field: 'cniBinDirs', convert: list },
@@ -76,6 +84,9 @@ const CRIO: Record<string, Mapping> = {
   'crio.runtime.cgroup_manager': { field: 'cgroupDriver', convert: same },
   'crio.network.network_dir': { field: 'cniConfDir', convert: same },
   'crio.network.plugin_dirs': { field: 'cniBinDirs', convert: list },
+  'crio.api.stream_address': { field: 'streamServerAddress', convert: same },
+  'crio.api.stream_port': { field: 'streamServerPort', convert: portNumber },
+  'crio.api.stream_idle_timeout': { field: 'streamIdleTimeout', convert: idleTimeout },
 };
 
 export interface DialectSettings {

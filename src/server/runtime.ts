@@ -9,6 +9,7 @@ import { NSEXEC_BINARY, PAUSE_BINARY } from '../paths.js';
 import { ContainerService } from '../containers/service.js';
 import { nsexecLauncher } from '../containers/nsexec-launcher.js';
 import { ContainerEvents } from '../events.js';
+import { parseDuration } from '../config/duration.js';
 import { runtimeBackend } from '../streaming/runtime-backend.js';
 import { startStreamingServer, type StreamingServer } from '../streaming/server.js';
 import { bindMountPinner } from '../sandbox/namespaces.js';
@@ -82,6 +83,7 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
   const streaming = await startStreamingServer({
     host: config.streamServerAddress,
     port: config.streamServerPort,
+    idleTimeoutMs: parseDuration(config.streamIdleTimeout),
     backend: runtimeBackend(containers, sandboxes),
   });
   return {
