@@ -1,7 +1,7 @@
 import { ContainerConfig, PodSandboxConfig } from '../src/generated/api.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
 import type { Runtime } from '../src/server/runtime.js';
-import { ms, percentile, printTable } from './stats.js';
+import { ms, percentile, printTable, rssKiB } from './stats.js';
 
 /**
  * CreateContainer+StartContainer and ExecSync latency: `count` containers in one pod
@@ -28,6 +28,12 @@ export async function benchContainers(runtime: Runtime, count: number): Promise<
     startMs.push(performance.now() - started);
     ids.push(container.id);
   }
+  // The monitor nsexec leaves beside each container (signals, exit file, held pipes).
+  const monitors: number[] = [];
+  for (const id of ids) {
+    const pid = runtime.containers.store.get(id).process?.pid;
+    if (pid !== undefined) monitors.push(await rssKiB(pid));
+  }
   const target = ids[0] ?? '';
   for (let i = 0; i < count; i++) {
     const started = performance.now();
@@ -41,5 +47,10 @@ export async function benchContainers(runtime: Runtime, count: number): Promise<
       ['CreateContainer + StartContainer', ms(percentile(startMs, 50)), ms(percentile(startMs, 99)), ms(Math.max(...startMs))],
       ['ExecSync `true`', ms(percentile(execMs, 50)), ms(percentile(execMs, 99)), ms(Math.max(...execMs))],
     ],
+  );
+  printTable(
+    'Memory beside each container',
+    ['process', 'RSS p50', 'RSS max'],
+    [['nsexec monitor', `${String(percentile(monitors, 50))} KiB`, `${String(Math.max(...monitors))} KiB`]],
   );
 }

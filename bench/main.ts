@@ -3,6 +3,7 @@ import { benchContainers } from './containers.js';
 import { benchPulls } from './images.js';
 import { benchSandboxes } from './sandbox.js';
 import { withBenchRuntime } from './setup.js';
+import { benchStreaming } from './streaming.js';
 
 /** `npm run bench`: speed and memory, printed as tables. Needs root (it makes real pods). */
 async function main(): Promise<void> {
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
   await withBenchRuntime(async (runtime) => {
     await benchSandboxes(runtime, pods);
     await benchContainers(runtime, containers);
+    await benchStreaming(runtime, Number(process.env['ICETRAY_BENCH_STREAMS'] ?? 20));
   });
   await benchPulls(Number(process.env['ICETRAY_BENCH_PULLS'] ?? 5));
 }

@@ -1,12 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { PodSandboxConfig } from '../src/generated/api.js';
 import type { Runtime } from '../src/server/runtime.js';
-import { ms, percentile, printTable } from './stats.js';
-
-async function rssKiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
-}
+import { ms, percentile, printTable, rssKiB } from './stats.js';
 
 /**
  * RunPodSandbox and StopPodSandbox+RemovePodSandbox latency over `count` pods (pause, pins,

@@ -39,7 +39,7 @@ export async function withBenchRuntime(body: (runtime: Runtime) => Promise<void>
     rootDir: join(dir, 'root'),
     stateDir: join(dir, 'state'),
     cniConfDir: confDir,
-    socket: join(dir, 'unused.sock'),
+    socket: join(dir, 'icetray.sock'),
   };
   const runtime = await createRuntime(loadConfig({ file: join(dir, 'config.toml'), flags }));
   try {

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+
 /** Percentile of a sample (nearest rank), in the sample's unit. */
 export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -17,4 +19,10 @@ export function printTable(title: string, header: readonly string[], rows: reado
 
 export function ms(value: number): string {
   return `${value.toFixed(1)} ms`;
+}
+
+/** A process's resident memory (VmRSS), in KiB. */
+export async function rssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
 }

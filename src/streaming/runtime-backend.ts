@@ -7,6 +7,7 @@ import { streamClosed } from '../os/child.js';
 import { dialInNetns } from '../os/netns-dial.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { StreamingBackend } from './backend.js';
+import { relay } from './relay.js';
 
 /**
  * The streaming server's backend on icetray's real pods and containers: exec runs through the
@@ -28,11 +29,11 @@ export function runtimeBackend(containers: ContainerService, sandboxes: SandboxS
         }
       };
       io.signal.addEventListener('abort', onAbort, { once: true });
-      if (io.stdin !== undefined && process.stdin !== undefined) io.stdin.pipe(process.stdin);
+      if (io.stdin !== undefined && process.stdin !== undefined) relay(io.stdin, process.stdin, { end: true });
       else process.stdin?.end();
-      if (io.stdout !== undefined) process.stdout.pipe(io.stdout, { end: false });
+      if (io.stdout !== undefined) relay(process.stdout, io.stdout);
       else process.stdout.resume();
-      if (io.stderr !== undefined) process.stderr.pipe(io.stderr, { end: false });
+      if (io.stderr !== undefined) relay(process.stderr, io.stderr);
       else process.stderr.resume();
       const [exit] = await Promise.all([process.exited, streamClosed(process.stdout), streamClosed(process.stderr)]);
       io.signal.removeEventListener('abort', onAbort);
@@ -52,26 +53,26 @@ export function runtimeBackend(containers: ContainerService, sandboxes: SandboxS
         // A hostNetwork pod's ports are the node's.
         const target = connect(port, '127.0.0.1');
         await once(target, 'connect');
-        socket.pipe(target);
-        target.pipe(socket);
+        relay(socket, target, { end: true });
+        relay(target, socket, { end: true });
         await Promise.all([once(target, 'close'), once(socket, 'close')]).catch(() => undefined);
         return;
       }
-      const relay = dialInNetns(netns, port);
+      const dialer = dialInNetns(netns, port);
       let problem = '';
-      relay.stderr?.on('data', (chunk: Buffer) => (problem += chunk.toString()));
+      dialer.stderr?.on('data', (chunk: Buffer) => (problem += chunk.toString()));
       await new Promise<void>((resolve, reject) => {
-        relay.stderr?.on('data', () => {
+        dialer.stderr?.on('data', () => {
           if (problem.startsWith('connected')) resolve();
         });
-        relay.once('exit', () =>
+        dialer.once('exit', () =>
           reject(new FailedPreconditionError(`cannot connect to port ${port} in sandbox "${sandbox.id}": ${problem.trim()}`)),
         );
       });
-      if (relay.stdin !== null) socket.pipe(relay.stdin);
-      relay.stdout?.pipe(socket);
-      socket.once('close', () => relay.kill('SIGKILL'));
-      await once(relay, 'exit');
+      if (dialer.stdin !== null) relay(socket, dialer.stdin, { end: true });
+      if (dialer.stdout !== null) relay(dialer.stdout, socket, { end: true });
+      socket.once('close', () => dialer.kill('SIGKILL'));
+      await once(dialer, 'exit');
     },
   };
 }
