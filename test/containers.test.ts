@@ -137,10 +137,15 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     // icetray explain container reads the same from /proc: shared namespaces, its own mnt, the restart.
     const explained = await runIcetray(['explain', 'container', again.slice(0, 12), '--socket', t.socket, '--output', 'json']);
     const e = JSON.parse(explained.stdout) as {
+      pid: number;
+      monitorPid: number;
       namespaces: { kind: string; shared: boolean }[];
       restarts: string[];
       cgroup: { path: string };
     };
+    // The container's process is the child of its nsexec monitor.
+    expect(readFileSync(`/proc/${e.pid}/status`, 'utf8')).toContain(`PPid:\t${e.monitorPid}\n`);
+    expect(readFileSync(`/proc/${e.monitorPid}/cmdline`, 'utf8')).toContain('nsexec');
     expect(Object.fromEntries(e.namespaces.map((ns) => [ns.kind, ns.shared]))).toEqual({
       net: true,
       ipc: true,

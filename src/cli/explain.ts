@@ -51,6 +51,11 @@ function print(pod: PodExplanation): string {
 function printContainer(c: ContainerExplanation): string {
   const lines = [
     `container ${c.name} (${c.id.slice(0, 13)}), attempt ${c.attempt}, ${c.state.replace('CONTAINER_', '').toLowerCase()}, pid ${String(c.pid)}`,
+    ...(c.monitorPid === null
+      ? []
+      : [
+          `  monitor: pid ${String(c.monitorPid)} (nsexec: forwards signals, records the exit, keeps the output while icetray restarts)`,
+        ]),
     '  namespaces (container / pause):',
     ...c.namespaces.map(
       (ns) =>
@@ -71,7 +76,7 @@ function printContainer(c: ContainerExplanation): string {
 
 async function explainContainerById(cri: CriClient, id: string, json: boolean): Promise<number> {
   const status = await cri.runtime.containerStatus({ containerId: id, verbose: true });
-  const info = JSON.parse(status.info['info'] ?? '{}') as { pid: number | null; sandboxId: string };
+  const info = JSON.parse(status.info['info'] ?? '{}') as { pid: number | null; monitorPid: number | null; sandboxId: string };
   const pod = await cri.runtime.podSandboxStatus({ podSandboxId: info.sandboxId, verbose: true });
   const podInfo = JSON.parse(pod.info['info'] ?? '{}') as {
     pid: number | null;
@@ -99,6 +104,7 @@ async function explainContainerById(cri: CriClient, id: string, json: boolean): 
     attempt: status.status?.metadata?.attempt ?? 0,
     state: ContainerState[status.status?.state ?? ContainerState.CONTAINER_UNKNOWN],
     pid: info.pid,
+    monitorPid: info.monitorPid,
     pod: { id: info.sandboxId, pausePid: podInfo.pid, ip: pod.status?.network?.ip ?? '', namespaces: {} },
     previous: previous.sort((a, b) => a.attempt - b.attempt),
   });

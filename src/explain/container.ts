@@ -9,6 +9,7 @@ export interface ContainerRecord {
   attempt: number;
   state: string;
   pid: number | null;
+  monitorPid: number | null;
   pod: { id: string; pausePid: number | null; ip: string; namespaces: Record<string, number | null> };
   /** Earlier attempts of the same name in the pod: the kubelet's restarts. */
   previous: { id: string; attempt: number; state: string; exitCode: number; reason: string }[];
@@ -20,6 +21,8 @@ export interface ContainerExplanation {
   attempt: number;
   state: string;
   pid: number | null;
+  /** nsexec's monitor beside the process (signals, exit record, output pipes across restarts). */
+  monitorPid: number | null;
   /** For each namespace: the container's inode, pause's, and whether they are the same one. */
   namespaces: { kind: string; container: number | null; pause: number | null; shared: boolean }[];
   cgroup: { path: string; memoryLimit: string; cpuQuota: string };
@@ -92,6 +95,7 @@ export async function explainContainer(record: ContainerRecord): Promise<Contain
     attempt: record.attempt,
     state: record.state,
     pid: record.pid,
+    monitorPid: alive ? record.monitorPid : null,
     namespaces,
     cgroup,
     podIp: record.pod.ip,

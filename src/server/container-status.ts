@@ -4,7 +4,7 @@ import type { Container } from '../containers/container.js';
 import type { Runtime } from './runtime.js';
 import { toContainerStatus } from './container-convert.js';
 
-/** The verbose `info` of a container: its pid, namespaces, root and cgroup. */
+/** The verbose `info` of a container: its pid and its monitor's, namespaces, root and cgroup. */
 async function verboseInfo(container: Container): Promise<Record<string, string>> {
   const pid = container.process?.namespacePid;
   const namespaces: Record<string, number | null> = {};
@@ -14,6 +14,8 @@ async function verboseInfo(container: Container): Promise<Record<string, string>
   }
   const info = {
     pid: pid ?? null,
+    // nsexec's parent half: signals go to it, it records the exit and holds the output pipes.
+    monitorPid: container.process?.pid ?? null,
     sandboxId: container.sandboxId,
     namespaces,
     rootfs: container.rootfs,
