@@ -21,8 +21,11 @@ export function ms(value: number): string {
   return `${value.toFixed(1)} ms`;
 }
 
-/** A process's resident memory (VmRSS), in KiB. */
-export async function rssKiB(pid: number): Promise<number> {
+/**
+ * A process's resident memory in KiB (VmRSS, or another /proc/PID/status field such as
+ * RssAnon: the part that is its own, not file pages shared with other copies of the program).
+ */
+export async function rssKiB(pid: number, field = 'VmRSS'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN);
 }
