@@ -1,10 +1,19 @@
-import { status as grpcStatus } from '@grpc/grpc-js';
+import { credentials, status as grpcStatus } from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NamespaceMode, PodSandboxState, type PodSandboxConfig } from '../src/generated/api.js';
+import {
+  LinuxContainerResources,
+  NamespaceMode,
+  PodSandboxFilter,
+  PodSandboxState,
+  RuntimeServiceClient,
+  type PodSandboxConfig,
+  type StreamPodSandboxesRequest,
+  type StreamPodSandboxesResponse,
+} from '../src/generated/api.js';
 import { createRuntime } from '../src/server/runtime.js';
 import { startServer } from '../src/server/serve.js';
 import { connectCri, type CriClient } from './helpers/cri.js';
@@ -313,6 +322,24 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
     expect((await sh('pgrep', ['-c', '-f', `${t.runtime.pauseBinary} -d`])).stdout.trim()).toBe(String(Number(pausesBefore) + 1));
   });
 
+  it('records pod-level resources of an in-place resize (UpdatePodSandboxResources); an unknown pod is NOT_FOUND', async () => {
+    const id = await run(podConfig());
+    await t.cri.runtime.updatePodSandboxResources({
+      podSandboxId: id,
+      resources: LinuxContainerResources.fromPartial({
+        cpuQuota: 50_000n,
+        cpuPeriod: 100_000n,
+        memoryLimitInBytes: 268_435_456n,
+      }),
+    });
+    const status = await t.cri.runtime.podSandboxStatus({ podSandboxId: id, verbose: true });
+    const info = JSON.parse(status.info['info'] ?? '{}') as { resources: Record<string, string> | null };
+    expect(info.resources).toMatchObject({ cpuQuota: '50000', cpuPeriod: '100000', memoryLimitInBytes: '268435456' });
+    await expect(
+      t.cri.runtime.updatePodSandboxResources({ podSandboxId: 'no-such-pod', resources: undefined }),
+    ).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+  });
+
   it('filters ListPodSandbox by id prefix, state and labels', async () => {
     const ready = await run(podConfig({ labels: { tier: 'front', app: 'icetray-test' } }));
     const stopped = await run(podConfig({ labels: { tier: 'back' } }));
@@ -324,6 +351,22 @@ describe.skipIf(!isRoot)('pod sandboxes on the real kernel (needs root: namespac
     const notReady = await t.cri.runtime.listPodSandbox({ filter: { state: { state: PodSandboxState.SANDBOX_NOTREADY } } });
     expect(notReady.items.map((p) => p.id)).toContain(stopped);
     expect(notReady.items.map((p) => p.id)).not.toContain(ready);
+
+    // StreamPodSandboxes (the kubelet's CRIListStreaming) answers what ListPodSandbox does.
+    const client = new RuntimeServiceClient(`unix://${t.socket}`, credentials.createInsecure());
+    try {
+      const streamed = async (request: StreamPodSandboxesRequest): Promise<string[]> => {
+        const ids: string[] = [];
+        for await (const message of client.streamPodSandboxes(request) as AsyncIterable<StreamPodSandboxesResponse>)
+          ids.push(...message.podSandboxes.map((p) => p.id));
+        return ids.sort();
+      };
+      const all = (await t.cri.runtime.listPodSandbox({})).items.map((p) => p.id).sort();
+      expect(await streamed({ filter: undefined })).toEqual(all);
+      expect(await streamed({ filter: PodSandboxFilter.fromPartial({ labelSelector: { tier: 'front' } }) })).toEqual([ready]);
+    } finally {
+      client.close();
+    }
   });
 
   it('a restarted server still lists its pods, and a pause that died meanwhile shows NOTREADY', async () => {

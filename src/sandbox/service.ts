@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { CgroupDriverName, Config } from '../config/config.js';
 import { recordDriver } from '../cgroups/state-record.js';
 import { InvalidArgumentError } from '../errors.js';
-import { Protocol, type LinuxContainerResources, type PodSandboxConfig } from '../generated/api.js';
+import { LinuxPodSandboxConfig, Protocol, type LinuxContainerResources, type PodSandboxConfig } from '../generated/api.js';
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
 import { Rollback } from '../rollback.js';
@@ -223,6 +223,26 @@ export class SandboxService {
       await deleteSandboxDir(found);
       this.store.delete(found.id);
       this.store.releaseName(sandboxName(found.config));
+    });
+  }
+
+  /**
+   * UpdatePodSandboxResources: records the pod-level resources of an in-place resize. The
+   * kubelet has already written them into the pod's cgroup (CRI: "called after the Kubelet
+   * reconfigures the pod-level cgroups"): the runtime keeps its copy of the config up to date.
+   */
+  async updateResources(
+    idOrPrefix: string,
+    overhead: LinuxContainerResources | undefined,
+    resources: LinuxContainerResources | undefined,
+  ): Promise<void> {
+    const sandbox = this.store.get(idOrPrefix);
+    await this.locks.with(sandbox.id, async () => {
+      const linux = sandbox.config.linux ?? LinuxPodSandboxConfig.create();
+      if (overhead !== undefined) linux.overhead = overhead;
+      if (resources !== undefined) linux.resources = resources;
+      sandbox.config.linux = linux;
+      await saveSandbox(sandbox);
     });
   }
 

@@ -3,6 +3,7 @@ import {
   status,
   type handleServerStreamingCall,
   type handleUnaryCall,
+  type ServerWritableStream,
   type ServerErrorResponse,
   type ServerUnaryCall,
   type sendUnaryData,
@@ -76,6 +77,43 @@ export function unary<Req, Res>(method: string, handler: Handler<Req, Res>): han
           const code = toStatus(err);
           done(code, err);
           callback(errorResponse(code, messageOf(err)));
+        },
+      );
+  };
+}
+
+/** Items per message of a Stream* list (CRI: each message holds at least one item). */
+const ITEMS_PER_MESSAGE = 100;
+
+/**
+ * The Stream* form of a List* RPC (KEP 5825, the kubelet's CRIListStreaming gate): the same
+ * items, sent in messages of at most ITEMS_PER_MESSAGE, then end of stream — so a node with
+ * many pods never exceeds gRPC's message size. An empty list sends no message at all.
+ */
+export function listStream<Req, Item, Res>(
+  method: string,
+  list: (request: Req) => Promise<Item[]>,
+  wrap: (items: Item[]) => Res,
+): handleServerStreamingCall<Req, Res> {
+  return (call: ServerWritableStream<Req, Res>) => {
+    const started = performance.now();
+    const line = (code: status): Record<string, unknown> => ({
+      method,
+      code: status[code],
+      ms: Math.round(performance.now() - started),
+    });
+    Promise.resolve()
+      .then(() => list(call.request))
+      .then(
+        (items) => {
+          for (let i = 0; i < items.length; i += ITEMS_PER_MESSAGE) call.write(wrap(items.slice(i, i + ITEMS_PER_MESSAGE)));
+          call.end();
+          log.debug(line(status.OK), 'rpc');
+        },
+        (err: unknown) => {
+          const code = toStatus(err);
+          log.info({ ...line(code), error: messageOf(err) }, 'rpc');
+          call.emit('error', errorResponse(code, messageOf(err)));
         },
       );
   };

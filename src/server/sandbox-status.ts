@@ -27,8 +27,12 @@ async function verboseInfo(runtime: Runtime, sandbox: Sandbox): Promise<Record<s
     cniCheck,
     podDir: sandbox.dir,
     logDirectory: sandbox.config.logDirectory,
+    // Pod-level resources as last recorded (RunPodSandbox, then UpdatePodSandboxResources).
+    overhead: sandbox.config.linux?.overhead ?? null,
+    resources: sandbox.config.linux?.resources ?? null,
   };
-  return { info: JSON.stringify(info) };
+  // CRI's int64 fields are bigints here: JSON carries them as numbers' decimal strings.
+  return { info: JSON.stringify(info, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)) };
 }
 
 /** PodSandboxStatus: state, IP and namespace options of one pod; verbose adds what holds it. */

@@ -1,4 +1,12 @@
-import type { ImageServiceServer, RuntimeServiceServer } from '../generated/api.js';
+import {
+  StreamContainerStatsResponse,
+  StreamContainersResponse,
+  StreamImagesResponse,
+  StreamPodSandboxesResponse,
+  StreamPodSandboxStatsResponse,
+  type ImageServiceServer,
+  type RuntimeServiceServer,
+} from '../generated/api.js';
 import { attach } from './container-attach.js';
 import { createContainer } from './container-create.js';
 import { exec } from './container-exec.js';
@@ -19,7 +27,7 @@ import { listImages } from './image-list.js';
 import { pullImage } from './image-pull.js';
 import { removeImage } from './image-remove.js';
 import { imageStatus } from './image-status.js';
-import { unary, unimplemented, unimplementedStream } from './rpc.js';
+import { listStream, unary, unimplemented, unimplementedStream } from './rpc.js';
 import { runtimeConfig } from './runtime-config.js';
 import type { Runtime } from './runtime.js';
 import { listPodSandbox } from './sandbox-list.js';
@@ -27,6 +35,7 @@ import { removePodSandbox } from './sandbox-remove.js';
 import { runPodSandbox } from './sandbox-run.js';
 import { podSandboxStatus } from './sandbox-status.js';
 import { stopPodSandbox } from './sandbox-stop.js';
+import { updatePodSandboxResources } from './sandbox-update-resources.js';
 import { status } from './status.js';
 import { updateRuntimeConfig } from './update-runtime-config.js';
 import { version } from './version.js';
@@ -48,15 +57,23 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
     removePodSandbox: unary('RemovePodSandbox', (request) => removePodSandbox(runtime, request)),
     podSandboxStatus: unary('PodSandboxStatus', (request) => podSandboxStatus(runtime, request)),
     listPodSandbox: unary('ListPodSandbox', (request) => listPodSandbox(runtime, request)),
-    streamPodSandboxes: unimplementedStream('StreamPodSandboxes'),
-    updatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
+    streamPodSandboxes: listStream(
+      'StreamPodSandboxes',
+      async (request) => (await listPodSandbox(runtime, request)).items,
+      (podSandboxes) => StreamPodSandboxesResponse.create({ podSandboxes }),
+    ),
+    updatePodSandboxResources: unary('UpdatePodSandboxResources', (request) => updatePodSandboxResources(runtime, request)),
 
     createContainer: unary('CreateContainer', (request) => createContainer(runtime, request)),
     startContainer: unary('StartContainer', (request) => startContainer(runtime, request)),
     stopContainer: unary('StopContainer', (request) => stopContainer(runtime, request)),
     removeContainer: unary('RemoveContainer', (request) => removeContainer(runtime, request)),
     listContainers: unary('ListContainers', (request) => listContainers(runtime, request)),
-    streamContainers: unimplementedStream('StreamContainers'),
+    streamContainers: listStream(
+      'StreamContainers',
+      async (request) => (await listContainers(runtime, request)).containers,
+      (containers) => StreamContainersResponse.create({ containers }),
+    ),
     containerStatus: unary('ContainerStatus', (request) => containerStatus(runtime, request)),
     updateContainerResources: unary('UpdateContainerResources', (request) => updateContainerResources(runtime, request)),
     reopenContainerLog: unary('ReopenContainerLog', (request) => reopenContainerLog(runtime, request)),
@@ -67,10 +84,18 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
 
     containerStats: unary('ContainerStats', (request) => containerStats(runtime, request)),
     listContainerStats: unary('ListContainerStats', (request) => listContainerStats(runtime, request)),
-    streamContainerStats: unimplementedStream('StreamContainerStats'),
+    streamContainerStats: listStream(
+      'StreamContainerStats',
+      async (request) => (await listContainerStats(runtime, request)).stats,
+      (containerStats) => StreamContainerStatsResponse.create({ containerStats }),
+    ),
     podSandboxStats: unary('PodSandboxStats', (request) => podSandboxStats(runtime, request)),
     listPodSandboxStats: unary('ListPodSandboxStats', (request) => listPodSandboxStats(runtime, request)),
-    streamPodSandboxStats: unimplementedStream('StreamPodSandboxStats'),
+    streamPodSandboxStats: listStream(
+      'StreamPodSandboxStats',
+      async (request) => (await listPodSandboxStats(runtime, request)).stats,
+      (podSandboxStats) => StreamPodSandboxStatsResponse.create({ podSandboxStats }),
+    ),
     // Declined on purpose: UNIMPLEMENTED is how a runtime says it serves no cAdvisor-style
     // metrics, and clients (critest, the kubelet) then skip them.
     listMetricDescriptors: unimplemented('ListMetricDescriptors'),
@@ -87,7 +112,11 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
 export function imageService(runtime: Runtime): ImageServiceServer {
   return {
     listImages: unary('ListImages', (request) => listImages(runtime.images, request)),
-    streamImages: unimplementedStream('StreamImages'),
+    streamImages: listStream(
+      'StreamImages',
+      async (request) => (await listImages(runtime.images, request)).images,
+      (images) => StreamImagesResponse.create({ images }),
+    ),
     imageStatus: unary('ImageStatus', (request) => imageStatus(runtime.images, request)),
     pullImage: unary('PullImage', (request, call) => pullImage(runtime.images, request, call)),
     removeImage: unary('RemoveImage', (request) => removeImage(runtime.images, request)),
