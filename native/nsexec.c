@@ -29,6 +29,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/mount.h>
 #include <poll.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -72,7 +73,8 @@ static void die(const char *step, const char *fmt, ...) {
 
 struct bind {
   char *source, *target;
-  int readonly;
+  unsigned long flags;      /* MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC: set by a remount of the bind */
+  int recursive_readonly;   /* read-only down to every mount below it too (mount_setattr) */
   unsigned long propagation; /* MS_PRIVATE, MS_SLAVE or MS_SHARED */
 };
 
@@ -240,8 +242,14 @@ static void setup_rootfs(struct options *o) {
     char *target = mkpath(o->rootfs, b->target);
     make_target(b->source, target);
     do_mount(b->source, target, NULL, MS_BIND | MS_REC, NULL);
-    /* Read-only applies to the bind itself, not to mounts below it (CRI's non-recursive readonly). */
-    if (b->readonly) do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    /* A remount applies to the bind itself, not to mounts below it (CRI's plain readonly). */
+    if (b->flags != 0) do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | b->flags, NULL);
+    /* recursive_read_only: every mount below it too, in one call (Linux >= 5.12). */
+    if (b->recursive_readonly) {
+      struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+      if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) < 0)
+        die("mount", "make %s recursively read-only: %s", target, strerror(errno));
+    }
     do_mount(NULL, target, NULL, MS_REC | b->propagation, NULL);
     free(target);
   }
@@ -561,9 +569,13 @@ static void parse_bind(struct options *o, char *spec) {
   b->source = strtok(spec, ":");
   b->target = strtok(NULL, ":");
   b->propagation = MS_PRIVATE;
-  if (b->source == NULL || b->target == NULL) die("arguments", "--bind SOURCE:TARGET[:ro][:rslave|:rshared]");
+  if (b->source == NULL || b->target == NULL) die("arguments", "--bind SOURCE:TARGET[:ro|:rro][:nosuid][:nodev][:noexec][:rslave|:rshared]");
   for (char *flag = strtok(NULL, ":"); flag != NULL; flag = strtok(NULL, ":")) {
-    if (strcmp(flag, "ro") == 0) b->readonly = 1;
+    if (strcmp(flag, "ro") == 0) b->flags |= MS_RDONLY;
+    else if (strcmp(flag, "rro") == 0) b->flags |= MS_RDONLY, b->recursive_readonly = 1;
+    else if (strcmp(flag, "nosuid") == 0) b->flags |= MS_NOSUID;
+    else if (strcmp(flag, "nodev") == 0) b->flags |= MS_NODEV;
+    else if (strcmp(flag, "noexec") == 0) b->flags |= MS_NOEXEC;
     else if (strcmp(flag, "rslave") == 0) b->propagation = MS_SLAVE;
     else if (strcmp(flag, "rshared") == 0) b->propagation = MS_SHARED;
     else if (strcmp(flag, "rprivate") != 0) die("arguments", "unknown bind flag %s", flag);

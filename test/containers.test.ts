@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContainerConfig, ContainerState, MountPropagation, type PodSandboxConfig } from '../src/generated/api.js';
+import { ContainerConfig, ContainerState, MountPropagation, type Mount, type PodSandboxConfig } from '../src/generated/api.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { runIcetray, runProgram } from './helpers/cli.js';
 import { ipForward, isAlive, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
@@ -308,6 +308,64 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
       await t.cri.runtime.removePodSandbox({ podSandboxId: p.id });
     } finally {
       await sh('umount', ['-R', host]);
+    }
+  });
+
+  it('read-only mounts: plain ro leaves mounts below writable, recursive_read_only does not; mount options apply', async () => {
+    // A host folder with a tmpfs mounted below it, as critest's recursive read-only specs make.
+    const host = await tempDir();
+    await mkdir(join(host, 'tmpfs'));
+    await sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'rro-test', join(host, 'tmpfs')]);
+    try {
+      const p = await pod();
+      const start = async (name: string, mount: Partial<Mount>): Promise<string> => {
+        const config = ContainerConfig.fromPartial({
+          metadata: { name },
+          image: { image: BUSYBOX },
+          command: ['sleep', '312'],
+          mounts: [{ hostPath: host, containerPath: '/mnt', ...mount }],
+        });
+        const { containerId } = await t.cri.runtime.createContainer({ podSandboxId: p.id, config, sandboxConfig: p.config });
+        await t.cri.runtime.startContainer({ containerId });
+        return containerId;
+      };
+      const tryTouch = async (id: string, path: string) =>
+        (await t.cri.runtime.execSync({ containerId: id, cmd: ['touch', path], timeout: 5n })).stderr.toString();
+      const plain = await start('ro', { readonly: true });
+      expect(await tryTouch(plain, '/mnt/top')).toContain('Read-only file system');
+      expect(await tryTouch(plain, '/mnt/tmpfs/below')).toBe('');
+      const recursive = await start('rro', { readonly: true, recursiveReadOnly: true });
+      expect(await tryTouch(recursive, '/mnt/tmpfs/below-rro')).toContain('Read-only file system');
+      const noexec = await start('noexec', { mountOptions: ['noexec', 'nosuid', 'nodev'] });
+      const options = (await exec(noexec, ['sh', '-c', 'grep " /mnt " /proc/self/mountinfo'])).split(' ')[5] ?? '';
+      expect(options.split(',')).toEqual(expect.arrayContaining(['rw', 'nosuid', 'nodev', 'noexec']));
+
+      // What CRI forbids, or icetray cannot do, is refused at CreateContainer.
+      const refused: [string, Partial<Mount>, string][] = [
+        ['rro-rw', { readonly: false, recursiveReadOnly: true }, 'needs readonly'],
+        [
+          'rro-slave',
+          { readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER },
+          'private propagation',
+        ],
+        ['bad-option', { mountOptions: ['sync'] }, 'mount option "sync" is not supported'],
+      ];
+      for (const [name, mount, why] of refused) {
+        const config = ContainerConfig.fromPartial({
+          metadata: { name },
+          image: { image: BUSYBOX },
+          mounts: [{ hostPath: host, containerPath: '/mnt', ...mount }],
+        });
+        await expect(
+          t.cri.runtime.createContainer({ podSandboxId: p.id, config, sandboxConfig: p.config }),
+        ).rejects.toMatchObject({
+          code: grpcStatus.INVALID_ARGUMENT,
+          details: expect.stringContaining(why) as string,
+        });
+      }
+      await t.cri.runtime.removePodSandbox({ podSandboxId: p.id });
+    } finally {
+      await sh('umount', [join(host, 'tmpfs')]);
     }
   });
 

@@ -1,7 +1,7 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupDriver } from '../src/generated/api.js';
@@ -36,6 +36,12 @@ describe('the CRI server on a Unix socket', () => {
       if (!condition.status) expect(condition.reason).not.toBe('');
     }
     expect(response.info).toEqual({});
+    // The default handler claims recursive read-only mounts only where the kernel has mount_setattr.
+    const [major = 0, minor = 0] = release().split('.').map(Number);
+    expect(response.runtimeHandlers).toEqual([
+      { name: '', features: { recursiveReadOnlyMounts: major > 5 || (major === 5 && minor >= 12), userNamespaces: false } },
+    ]);
+    expect(response.features).toEqual({ supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: true });
   });
 
   it.skipIf(!isRoot)('is RuntimeReady as root with the pause binary built', async () => {

@@ -82,7 +82,8 @@ async function mountArgs(request: LaunchRequest): Promise<string[]> {
     await mkdir(mount.hostPath, { recursive: true }).catch(() => undefined);
     const source = await realpath(mount.hostPath);
     await checkPropagation(source, mount.propagation);
-    const flags = [mount.readonly ? 'ro' : '', PROPAGATION_FLAGS[mount.propagation]].filter(Boolean);
+    const readonly = mount.recursiveReadOnly ? 'rro' : mount.readonly ? 'ro' : '';
+    const flags = [readonly, ...mount.mountOptions, PROPAGATION_FLAGS[mount.propagation]].filter(Boolean);
     args.push('--bind', [source, mount.containerPath, ...flags].join(':'));
   }
   const privileged = context?.privileged === true;

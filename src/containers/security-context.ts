@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, UnimplementedError } from '../errors.js';
+import { RECURSIVE_READONLY_MOUNTS } from '../os/kernel.js';
 import {
+  MountPropagation,
   SecurityProfile_ProfileType,
   type LinuxContainerSecurityContext,
   type Mount,
@@ -99,8 +101,28 @@ export function validateMounts(mounts: readonly Mount[]): void {
     }
     if (!mount.containerPath.startsWith('/'))
       throw new InvalidArgumentError(`mount container_path "${mount.containerPath}" must be absolute`);
+    if (mount.recursiveReadOnly) {
+      // CRI: "when set to true, readonly must be explicitly set to true, and propagation must be PRIVATE".
+      if (!mount.readonly)
+        throw new InvalidArgumentError(`mount ${mount.containerPath}: recursive_read_only needs readonly to be true as well`);
+      if (mount.propagation !== MountPropagation.PROPAGATION_PRIVATE)
+        throw new InvalidArgumentError(`mount ${mount.containerPath}: recursive_read_only needs private propagation`);
+      if (!RECURSIVE_READONLY_MOUNTS)
+        throw new InvalidArgumentError(
+          `mount ${mount.containerPath}: recursive_read_only needs Linux 5.12 or later (mount_setattr)`,
+        );
+    }
+    for (const option of mount.mountOptions) {
+      if (!MOUNT_OPTIONS.includes(option))
+        throw new InvalidArgumentError(
+          `mount ${mount.containerPath}: mount option "${option}" is not supported (only ${MOUNT_OPTIONS.join(', ')})`,
+        );
+    }
   }
 }
+
+/** The extra bind mount options a mount may ask for (Mount.mount_options). */
+export const MOUNT_OPTIONS = ['nosuid', 'nodev', 'noexec'];
 
 /** Rejects what can be told wrong before anything is made (CreateContainer). */
 export function validateSecurityContext(context: LinuxContainerSecurityContext | undefined): void {

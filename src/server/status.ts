@@ -1,4 +1,5 @@
 import { RuntimeCondition, RuntimeHandler, StatusResponse, type StatusRequest } from '../generated/api.js';
+import { RECURSIVE_READONLY_MOUNTS } from '../os/kernel.js';
 import type { Readiness } from '../sandbox/network.js';
 import { networkReady, runtimeReadiness, type Runtime } from './runtime.js';
 
@@ -31,10 +32,16 @@ export async function status(runtime: Runtime, request: StatusRequest): Promise<
   }
   return StatusResponse.create({
     status: { conditions: [condition('RuntimeReady', runtimeState), condition('NetworkReady', networkState)] },
-    // One handler, the default (""), with no optional features claimed: critest then skips
-    // the user-namespace and recursive-read-only specs instead of failing them.
-    runtimeHandlers: [RuntimeHandler.create({ name: '', features: { recursiveReadOnlyMounts: false, userNamespaces: false } })],
-    features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
+    // One handler, the default (""). Features claimed only where real: recursive read-only
+    // mounts where the kernel has mount_setattr, the nosuid/nodev/noexec mount options; no user
+    // namespaces and no supplemental groups policy (the kubelet and critest then do without).
+    runtimeHandlers: [
+      RuntimeHandler.create({
+        name: '',
+        features: { recursiveReadOnlyMounts: RECURSIVE_READONLY_MOUNTS, userNamespaces: false },
+      }),
+    ],
+    features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: true },
     info,
   });
 }
