@@ -41,7 +41,7 @@ describe('the CRI server on a Unix socket', () => {
     expect(response.runtimeHandlers).toEqual([
       { name: '', features: { recursiveReadOnlyMounts: major > 5 || (major === 5 && minor >= 12), userNamespaces: false } },
     ]);
-    expect(response.features).toEqual({ supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: true });
+    expect(response.features).toEqual({ supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: true });
   });
 
   it.skipIf(!isRoot)('is RuntimeReady as root with the pause binary built', async () => {

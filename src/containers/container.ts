@@ -1,5 +1,6 @@
 import { FailedPreconditionError } from '../errors.js';
 import type { ContainerConfig } from '../generated/api.js';
+import type { ProcessUser } from './security-context.js';
 
 /**
  * A container and its states.
@@ -49,6 +50,8 @@ export interface Container {
   rootfs: string;
   /** The cgroup the driver made for it ('' until started). */
   cgroup: string;
+  /** Who its process and execs run as, resolved at CreateContainer from the config and the image. */
+  user: ProcessUser;
 }
 
 const TRANSITIONS: Record<ContainerState, readonly ContainerState[]> = {

@@ -9,7 +9,13 @@ import { mountHolding } from '../os/mount.js';
 import { closeChildEnds, makePipes, reopenPipe } from '../os/pipe.js';
 import { processGone } from '../os/proc-stat.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
-import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, resolveUser, seccompProfile } from './security-context.js';
+import {
+  capabilityMask,
+  DEFAULT_MASKED_PATHS,
+  DEFAULT_READONLY_PATHS,
+  seccompProfile,
+  type ProcessUser,
+} from './security-context.js';
 
 /**
  * The launcher: native/nsexec.c does the privileged steps in order (cgroup placement, namespaces,
@@ -104,9 +110,8 @@ async function mountArgs(request: LaunchRequest): Promise<string[]> {
 }
 
 /** User, capabilities, no_new_privs and seccomp: the same for the container and its execs. */
-async function processArgs(config: ContainerConfig, rootfs: string, imageUser: string, stateDir: string): Promise<string[]> {
+async function processArgs(config: ContainerConfig, user: ProcessUser, stateDir: string): Promise<string[]> {
   const context = config.linux?.securityContext;
-  const user = await resolveUser(rootfs, context, imageUser);
   const args = ['--uid', String(user.uid), '--gid', String(user.gid), ...user.groups.flatMap((g) => ['--group', String(g)])];
   args.push('--caps', capabilityMask(context).toString(16));
   if (context?.noNewPrivs === true) args.push('--no-new-privs');
@@ -240,7 +245,7 @@ export function nsexecLauncher(nsexec: string): LauncherPort {
 
     async start(request) {
       const args = [...namespaceArgs(request), '--rootfs', request.rootfs, ...(await mountArgs(request))];
-      args.push(...(await processArgs(request.config, request.rootfs, request.imageUser, request.stateDir)));
+      args.push(...(await processArgs(request.config, request.user, request.stateDir)));
       args.push('--exit-file', exitFile(request.stateDir), '--cwd', request.cwd, '--', ...request.argv);
       const stdio = { stdin: request.config.stdin, tty: request.config.tty, dir: request.stateDir };
       return launch(nsexec, args, request.env, stdio, (pid) => request.placeInCgroup(pid));
@@ -250,7 +255,7 @@ export function nsexecLauncher(nsexec: string): LauncherPort {
       const args = [
         '--join',
         String(request.containerPid),
-        ...(await processArgs(request.config, request.rootfs, request.imageUser, request.stateDir)),
+        ...(await processArgs(request.config, request.user, request.stateDir)),
       ];
       args.push('--cwd', request.cwd, '--', ...request.argv);
       const stdio = { stdin: true, tty: request.tty, dir: request.stateDir };

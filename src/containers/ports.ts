@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { LinuxContainerResources } from '../generated/api.js';
 import type { ContainerProcess } from './container.js';
+import type { ProcessUser } from './security-context.js';
 import type { TerminalSize } from '../streaming/backend.js';
 import type { ImageProcessDefaults } from './process-spec.js';
 
@@ -73,8 +74,8 @@ export interface LaunchRequest {
   argv: string[];
   env: string[];
   cwd: string;
-  /** The image's USER, used when the config names no user. */
-  imageUser: string;
+  /** Who the process runs as (resolved at CreateContainer). */
+  user: ProcessUser;
   /** The container's own folder, for files the launcher writes (its seccomp profile). */
   stateDir: string;
   /** Called with the new process's pid before it runs any of the container's code. */
@@ -85,7 +86,7 @@ export interface ExecRequest {
   /** The container's main process, whose namespaces, root and user the exec joins. */
   containerPid: number;
   config: import('../generated/api.js').ContainerConfig;
-  imageUser: string;
+  user: ProcessUser;
   rootfs: string;
   stateDir: string;
   argv: string[];

@@ -5,6 +5,7 @@ import { RECURSIVE_READONLY_MOUNTS } from '../os/kernel.js';
 import {
   MountPropagation,
   SecurityProfile_ProfileType,
+  SupplementalGroupsPolicy,
   type LinuxContainerSecurityContext,
   type Mount,
   type SecurityProfile,
@@ -66,7 +67,7 @@ export function capabilityMask(context: LinuxContainerSecurityContext | undefine
 export interface ProcessUser {
   uid: number;
   gid: number;
-  /** Supplementary groups: those /etc/group lists the user in, then the config's. */
+  /** Supplementary groups: those /etc/group lists the user in (unless the policy is Strict), then the config's. */
   groups: number[];
 }
 
@@ -183,8 +184,11 @@ export async function resolveUser(
     if (Number.isNaN(gid)) throw new InvalidArgumentError(`image group "${groupPart}" is not in the image's /etc/group`);
   }
   gid ??= entry?.gid ?? 0;
+  // SupplementalGroupsPolicy Merge (the default) adds the groups the image's /etc/group lists
+  // the user in; Strict takes only the config's (KEP 3619).
+  const strict = context?.supplementalGroupsPolicy === SupplementalGroupsPolicy.Strict;
   const member =
-    name === undefined
+    name === undefined || strict
       ? []
       : groupsFile.filter(([, , , members = '']) => members.split(',').includes(name)).map(([, , id = '']) => Number(id));
   const extra = (context?.supplementalGroups ?? []).map(Number);

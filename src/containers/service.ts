@@ -20,7 +20,7 @@ import { ContainerLogWriter } from './logs.js';
 import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { AttachableStdio } from '../streaming/attach.js';
 import { containerArgv, containerEnv, containerWorkingDir } from './process-spec.js';
-import { validateMounts, validateSecurityContext } from './security-context.js';
+import { resolveUser, validateMounts, validateSecurityContext } from './security-context.js';
 import { deleteContainerDir, loadContainers, saveContainer } from './state.js';
 
 export interface ContainerDeps {
@@ -111,6 +111,8 @@ export class ContainerService {
       rollback.push('remove the container folder', () => rm(dir, { recursive: true, force: true }));
       const rootfs = await this.deps.images.createRootfs(image.id, id, dir);
       rollback.push('release the rootfs', () => this.deps.images.releaseRootfs(image.id, id, dir));
+      // Names are resolved in the container's own /etc/passwd and /etc/group (as containerd does).
+      const user = await resolveUser(rootfs, config.linux?.securityContext, image.user);
 
       const logDirectory = sandbox.config.logDirectory;
       const container: Container = {
@@ -131,6 +133,7 @@ export class ContainerService {
         dir,
         rootfs,
         cgroup: '',
+        user,
       };
       await saveContainer(container);
       this.store.add(container);
@@ -191,7 +194,7 @@ export class ContainerService {
           argv: containerArgv(config, image),
           env: containerEnv(config, image),
           cwd: containerWorkingDir(config, image),
-          imageUser: image.user,
+          user: container.user,
           stateDir: container.dir,
           placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
         });
@@ -422,7 +425,7 @@ export class ContainerService {
     return this.deps.launcher.exec({
       containerPid: container.process.namespacePid,
       config: container.config,
-      imageUser: image.user,
+      user: container.user,
       rootfs: container.rootfs,
       stateDir: container.dir,
       argv,

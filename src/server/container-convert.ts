@@ -44,5 +44,14 @@ export function toContainerStatus(container: Container): ContainerStatus {
     logPath: container.logPath,
     resources: container.config.linux?.resources === undefined ? undefined : { linux: container.config.linux.resources },
     stopSignal: container.config.stopSignal,
+    // The identity its process runs with; the supplementary list includes the primary group,
+    // as the kubelet expects (`id -G` of the process).
+    user: {
+      linux: {
+        uid: BigInt(container.user.uid),
+        gid: BigInt(container.user.gid),
+        supplementalGroups: [...new Set([container.user.gid, ...container.user.groups])].map(BigInt),
+      },
+    },
   });
 }

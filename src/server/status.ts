@@ -33,15 +33,15 @@ export async function status(runtime: Runtime, request: StatusRequest): Promise<
   return StatusResponse.create({
     status: { conditions: [condition('RuntimeReady', runtimeState), condition('NetworkReady', networkState)] },
     // One handler, the default (""). Features claimed only where real: recursive read-only
-    // mounts where the kernel has mount_setattr, the nosuid/nodev/noexec mount options; no user
-    // namespaces and no supplemental groups policy (the kubelet and critest then do without).
+    // mounts where the kernel has mount_setattr, the nosuid/nodev/noexec mount options, the
+    // supplemental groups policy (Merge/Strict, and ContainerStatus.user); no user namespaces.
     runtimeHandlers: [
       RuntimeHandler.create({
         name: '',
         features: { recursiveReadOnlyMounts: RECURSIVE_READONLY_MOUNTS, userNamespaces: false },
       }),
     ],
-    features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: true },
+    features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: true },
     info,
   });
 }
