@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCri } from './helpers/cri.js';
 import { runIcetray, runProgram, startServeProcess, type ServeProcess } from './helpers/cli.js';
@@ -58,6 +59,63 @@ describe.skipIf(skip !== undefined)(`crictl drives pod sandboxes (${skip ?? 'roo
     expect((await crictl('pods', '--id', id, '--state', 'NotReady', '-q')).stdout.trim()).toBe(id);
     expect((await crictl('rmp', id)).code).toBe(0);
     expect((await crictl('pods', '-q')).stdout.trim()).toBe('');
+  });
+
+  it('create, start, ps -a, inspect, logs (-t, -f), exec -s, stop and rm work as with containerd', async () => {
+    const podJson = join(serve.dir, 'pod-c.json');
+    const ctrJson = join(serve.dir, 'ctr.json');
+    await writeFile(
+      podJson,
+      JSON.stringify({
+        metadata: { name: 'crictl-c', namespace: 'default', uid: 'crictl-c-uid' },
+        log_directory: join(serve.dir, 'pod-logs'),
+      }),
+    );
+    await writeFile(
+      ctrJson,
+      JSON.stringify({
+        metadata: { name: 'ticker' },
+        image: { image: 'icetray.local/busybox' },
+        command: ['sh', '-c', 'echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done'],
+        log_path: 'ticker.log',
+      }),
+    );
+    expect((await crictl('pull', 'icetray.local/busybox')).code).toBe(0);
+    const pod = (await crictl('runp', podJson)).stdout.trim();
+    const created = await crictl('create', pod, ctrJson, podJson);
+    expect(created.code, created.stderr).toBe(0);
+    const id = created.stdout.trim();
+    expect((await crictl('start', id)).code).toBe(0);
+
+    expect((await crictl('ps', '-a')).stdout).toMatch(
+      new RegExp(`${id.slice(0, 13)}\\s+icetray.local/busybox.*Running\\s+ticker\\s+0`),
+    );
+    const inspect = JSON.parse((await crictl('inspect', id)).stdout) as { status: { state: string }; info: { pid: number } };
+    expect(inspect.status.state).toBe('CONTAINER_RUNNING');
+    expect(inspect.info.pid).toBeGreaterThan(1);
+
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect((await crictl('logs', id)).stdout).toMatch(/^started\ntick 1\ntick 2\n/);
+    expect((await crictl('logs', '-t', '--tail', '1', id)).stdout).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z tick \d+\n$/);
+    // -f follows: new ticks arrive while it runs.
+    const follow = spawn(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, 'logs', '-f', '--tail', '0', id]);
+    let followed = '';
+    follow.stdout.on('data', (chunk: Buffer) => (followed += chunk.toString()));
+    for (let i = 0; i < 50 && !/tick \d+\n.*tick \d+\n/s.test(followed); i++)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    follow.kill('SIGTERM');
+    expect(followed).toMatch(/tick \d+\ntick \d+\n/);
+
+    expect((await crictl('exec', '-s', id, 'sh', '-c', 'echo in the container')).stdout).toMatch(/^in the container\n/);
+    // crictl reports a non-zero exit of ExecSync as an error naming the code.
+    const failing = await crictl('exec', '-s', id, 'sh', '-c', 'exit 4');
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toContain("command 'sh -c exit 4' exited with 4");
+    expect((await crictl('stop', id)).code).toBe(0);
+    expect((await crictl('ps', '-a', '--id', id)).stdout).toMatch(/Exited/);
+    expect((await crictl('rm', id)).code).toBe(0);
+    expect((await crictl('ps', '-a', '-q', '--pod', pod)).stdout.trim()).toBe('');
+    expect((await crictl('rmp', '-f', pod)).code).toBe(0);
   });
 });
 
