@@ -39,6 +39,7 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       const done = await run('done', 'echo finished; exit 3');
       const ticker = await run('ticker', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done');
       const later = await run('later', 'sleep 1; echo bye; exit 5');
+      const stubborn = await run('stubborn', 'trap "" TERM; while :; do sleep 0.1; done');
       const pidOf = async (id: string): Promise<number> =>
         (
           JSON.parse((await cri.runtime.containerStatus({ containerId: id, verbose: true })).info['info'] ?? '{}') as {
@@ -75,6 +76,9 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       ).toBe('still here\n');
       await cri.runtime.stopContainer({ containerId: ticker, timeout: 5n });
       expect(await status(ticker)).toMatchObject({ state: ContainerState.CONTAINER_EXITED, exitCode: 143 });
+      // One that ignores SIGTERM is SIGKILLed after the timeout, and its monitor records that.
+      await cri.runtime.stopContainer({ containerId: stubborn, timeout: 1n });
+      expect(await status(stubborn)).toMatchObject({ state: ContainerState.CONTAINER_EXITED, exitCode: 137 });
     } finally {
       await cri.runtime.listPodSandbox({}).then(async ({ items }) => {
         for (const pod of items) await cri.runtime.removePodSandbox({ podSandboxId: pod.id });

@@ -267,11 +267,11 @@ export class ContainerService {
     this.deps.events.publish('stopped', container.id, container.sandboxId);
   }
 
-  /** Processes the main process left in its cgroup (children in a shared PID namespace). */
-  private async killLeftovers(container: Container): Promise<void> {
+  /** Processes the main process left in its cgroup (children in a shared PID namespace); `spare` is left alone. */
+  private async killLeftovers(container: Container, spare?: number): Promise<void> {
     if (container.cgroup === '') return;
     const pids = await this.deps.cgroups.pids(container.cgroup).catch(() => []);
-    for (const pid of pids) signalProcess(pid, 'SIGKILL');
+    for (const pid of pids) if (pid !== spare) signalProcess(pid, 'SIGKILL');
   }
 
   /**
@@ -297,8 +297,10 @@ export class ContainerService {
       const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutSeconds * 1000).then(() => true)]);
       if (timedOut) {
         log.info({ containerId: container.id, signal, timeoutSeconds }, 'container did not stop in time: SIGKILL');
-        signalProcess(process.pid, 'SIGKILL');
-        await this.killLeftovers(container);
+        // The container's processes, not its monitor: the monitor sees the kill, records it (137,
+        // also for an icetray started after it) and then goes by itself.
+        signalProcess(process.namespacePid, 'SIGKILL');
+        await this.killLeftovers(container, process.pid);
         await exited;
       }
     });
