@@ -19,13 +19,13 @@ run_packages=(
   "iptables:iptables"                        # the bridge (ipMasq) and portmap plugins call it
   "ip:iproute2"
   "nsenter:util-linux"
+  "/bin/busybox:busybox-static"              # icetray.local/busybox, the image of icetray demo and the README
 )
 test_packages=(
   "ping:iputils-ping"                        # pods ping each other in the sandbox tests
   "/lib/systemd/systemd:systemd"             # the systemd cgroup driver's tests boot a real systemd
   "dbus-daemon:dbus"                         # … with a system bus inside it
-  "/bin/busybox:busybox-static"              # test rootfs and critest's fixture images
-  "umoci:umoci"                              # builds the fixture images (OCI layouts)
+  "umoci:umoci"                              # builds critest's fixture images (OCI layouts) from busybox-static
   "skopeo:skopeo"                            # pushes them to the loopback registry
   "/usr/bin/docker-registry:docker-registry" # the loopback registry critest pulls from
   "setfattr:attr"                            # overlay opaque dirs and file capabilities in layers
