@@ -43,6 +43,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -101,7 +102,7 @@ struct options {
   int oom_score_adj;
   int set_oom;
   int tty;
-  int resize_fd; /* with --tty: "COLUMNS ROWS" lines from icetray, the client's terminal size */
+  int control_fd; /* with --tty: lines from icetray: "size COLUMNS ROWS", "eof" (see read_control) */
   char *exit_file;
   char **argv;
 };
@@ -199,6 +200,20 @@ static void setup_dev(struct options *o) {
   free(dev), free(pts), free(ptmx), free(shm), free(mqueue);
 }
 
+/* The flags of the mount at `path` that a bind remount would otherwise drop. */
+static unsigned long kept_flags(const char *path) {
+  struct statvfs vfs;
+  if (statvfs(path, &vfs) < 0) die("mount", "statvfs %s: %s", path, strerror(errno));
+  const struct {
+    unsigned long st, ms;
+  } pairs[] = {{ST_RDONLY, MS_RDONLY}, {ST_NOSUID, MS_NOSUID},         {ST_NODEV, MS_NODEV},          {ST_NOEXEC, MS_NOEXEC},
+               {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME}};
+  unsigned long flags = 0;
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+    if (vfs.f_flag & pairs[i].st) flags |= pairs[i].ms;
+  return flags;
+}
+
 /* Makes the mount that holds `path` private (only that mount): the nearest mount point at or
  * above it, found by walking up until the kernel accepts MS_PRIVATE (EINVAL: not a mount point). */
 static void make_holder_private(const char *path) {
@@ -242,8 +257,10 @@ static void setup_rootfs(struct options *o) {
     char *target = mkpath(o->rootfs, b->target);
     make_target(b->source, target);
     do_mount(b->source, target, NULL, MS_BIND | MS_REC, NULL);
-    /* A remount applies to the bind itself, not to mounts below it (CRI's plain readonly). */
-    if (b->flags != 0) do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | b->flags, NULL);
+    /* A remount applies to the bind itself, not to mounts below it (CRI's plain readonly). It
+     * sets every flag at once: keep those the host's mount has (a nodev or noexec host folder
+     * must not become less safe inside the container), then add the asked ones. */
+    if (b->flags != 0) do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | kept_flags(target) | b->flags, NULL);
     /* recursive_read_only: every mount below it too, in one call (Linux >= 5.12). */
     if (b->recursive_readonly) {
       struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
@@ -444,61 +461,84 @@ static int write_all(int fd, const char *data, ssize_t n) {
   return 0;
 }
 
-/* "COLUMNS ROWS" lines from icetray become the pty's window size (the child gets SIGWINCH). */
-static int apply_sizes(int resize_fd, int master) {
+/* icetray's control lines for a terminal: "size COLUMNS ROWS", the client's window size (the
+ * child gets SIGWINCH), and "eof", the client closed its input. The stdin pipe closing is not
+ * enough to tell: it also closes when icetray itself goes away, and that must not end an
+ * interactive container. A line cut between two reads is kept until its end arrives. */
+static int read_control(int control_fd, int master, int *send_eof) {
+  static char line[64];
+  static size_t used = 0;
   char buffer[256];
-  ssize_t n = read(resize_fd, buffer, sizeof buffer - 1);
+  ssize_t n = read(control_fd, buffer, sizeof buffer);
   if (n <= 0) return -1;
-  buffer[n] = '\0';
-  for (char *line = strtok(buffer, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+  for (ssize_t i = 0; i < n; i++) {
+    if (buffer[i] != '\n') {
+      if (used < sizeof line - 1) line[used++] = buffer[i];
+      continue;
+    }
+    line[used] = '\0';
+    used = 0;
     unsigned short columns, rows;
-    if (sscanf(line, "%hu %hu", &columns, &rows) != 2) continue;
-    struct winsize size = {.ws_row = rows, .ws_col = columns};
-    ioctl(master, TIOCSWINSZ, &size);
+    if (strcmp(line, "eof") == 0) {
+      *send_eof = 1;
+    } else if (sscanf(line, "size %hu %hu", &columns, &rows) == 2) {
+      struct winsize size = {.ws_row = rows, .ws_col = columns};
+      ioctl(master, TIOCSWINSZ, &size);
+    }
   }
   return 0;
 }
 
 /* The monitor of a --tty process: what icetray writes to our stdin goes to the terminal, what
- * the terminal prints goes to our stdout, until the child has exited and its output is read. */
-static void relay_tty(int master, int resize_fd, pid_t child) {
+ * the terminal prints goes to our stdout, until the child has exited and its output is read.
+ * The master is non-blocking: input the terminal cannot take yet waits in `pending` while its
+ * output keeps flowing, so a program that prints without reading its input cannot stall both. */
+static void relay_tty(int master, int control_fd, pid_t child) {
   int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
   if (pidfd < 0) die("tty", "pidfd_open: %s", strerror(errno));
+  fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
   /* icetray gives /dev/null as stdin to a container created without stdin: nothing to relay,
    * and no end of file to pass on. */
   struct stat st;
-  int has_stdin = fstat(0, &st) == 0 && !S_ISCHR(st.st_mode);
-  struct pollfd fds[4] = {{has_stdin ? 0 : -1, POLLIN, 0}, {master, POLLIN, 0}, {resize_fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-  char buffer[16384];
+  int stdin_open = fstat(0, &st) == 0 && !S_ISCHR(st.st_mode);
+  int send_eof = 0;
+  char buffer[16384], pending[16384];
+  ssize_t npending = 0;
+  struct pollfd fds[4] = {{-1, POLLIN, 0}, {master, POLLIN, 0}, {control_fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
   int exited = 0;
   while (!exited) {
+    fds[0].fd = stdin_open && npending == 0 ? 0 : -1;
+    fds[1].events = POLLIN | (npending > 0 || send_eof ? POLLOUT : 0);
     if (poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue; /* a forwarded signal */
       break;
     }
     if (fds[0].revents) {
-      ssize_t n = read(0, buffer, sizeof buffer);
-      if (n > 0) {
-        write_all(master, buffer, n);
-      } else if (n == 0 || errno != EINTR) {
-        /* The client closed stdin: as at a terminal, the program reads end of file (^D). */
+      ssize_t n = read(0, pending, sizeof pending);
+      if (n > 0) npending = n;
+      else if (n == 0 || errno != EINTR) stdin_open = 0;
+    }
+    if (fds[1].fd >= 0 && (fds[1].revents & POLLOUT)) {
+      if (npending > 0) {
+        ssize_t n = write(master, pending, (size_t)npending);
+        if (n > 0) memmove(pending, pending + n, (size_t)(npending -= n));
+      } else if (send_eof) {
+        /* As at a terminal, the program reads end of file when it gets ^D (VEOF). */
         struct termios modes;
         char eof = tcgetattr(master, &modes) == 0 ? (char)modes.c_cc[VEOF] : 4;
-        write_all(master, &eof, 1);
-        fds[0].fd = -1;
+        if (write(master, &eof, 1) == 1) send_eof = 0;
       }
     }
-    if (fds[1].revents) {
+    if (fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t n = read(master, buffer, sizeof buffer);
       if (n > 0) write_all(1, buffer, n);
-      else if (n == 0 || errno != EINTR) fds[1].fd = -1; /* EIO: no process holds the terminal any more */
+      else if (n == 0 || (errno != EINTR && errno != EAGAIN)) fds[1].fd = -1; /* EIO: no process holds the terminal */
     }
-    if (fds[2].revents && apply_sizes(resize_fd, master) < 0) fds[2].fd = -1;
+    if (fds[2].revents && read_control(control_fd, master, &send_eof) < 0) fds[2].fd = -1;
     if (fds[3].revents) exited = 1;
   }
   /* What the child printed just before it exited is still in the pty: read it out. A process it
    * left behind may hold the terminal open, so stop at the first empty read. */
-  fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
   for (ssize_t n; fds[1].fd >= 0 && (n = read(master, buffer, sizeof buffer)) > 0;) write_all(1, buffer, n);
   close(master);
 }
@@ -539,15 +579,18 @@ static void wait_until_read(pid_t icetray, const int held[2]) {
 
 /* The parent after the fork: it forwards signals, relays the terminal when there is one, and
  * exits as the child did. */
-static void monitor(pid_t child, int tty_channel, int resize_fd, int exit_fd, const int held[2]) {
+static void monitor(pid_t child, int tty_channel, int control_fd, int exit_fd, const int held[2]) {
   pid_t icetray = getppid();
   child_pid = child;
-  int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+  /* Every signal a stop may use goes on to the container (not the ones the monitor's own
+   * faults raise, nor SIGCHLD, SIGKILL and SIGSTOP, which cannot be caught). */
+  int sigs[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM,   SIGCONT, SIGTSTP, SIGTTIN,
+                SIGTTOU, SIGURG,  SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO,   SIGPWR};
   struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
   if (tty_channel >= 0) {
     int master = receive_pty(tty_channel);
-    if (master >= 0) relay_tty(master, resize_fd, child);
+    if (master >= 0) relay_tty(master, control_fd, child);
   }
   int status;
   while (waitpid(child, &status, 0) < 0) {
@@ -591,10 +634,10 @@ static void parse(int argc, char **argv, struct options *o) {
       {"uid", required_argument, 0, 'u'},     {"gid", required_argument, 0, 'g'},      {"group", required_argument, 0, 'G'},
       {"caps", required_argument, 0, 'c'},    {"no-new-privs", no_argument, 0, 'N'},   {"seccomp", required_argument, 0, 'C'},
       {"cwd", required_argument, 0, 'w'},     {"oom-score-adj", required_argument, 0, 'O'}, {"tty", no_argument, 0, 't'},
-      {"resize-fd", required_argument, 0, 'z'}, {"exit-file", required_argument, 0, 'x'}, {0, 0, 0, 0}};
+      {"control-fd", required_argument, 0, 'z'}, {"exit-file", required_argument, 0, 'x'}, {0, 0, 0, 0}};
   int opt;
   o->sync_fd = -1;
-  o->resize_fd = -1;
+  o->control_fd = -1;
   while ((opt = getopt_long(argc, argv, "+", longs, NULL)) != -1) {
     switch (opt) {
       case 's': o->sync_fd = atoi(optarg); break;
@@ -627,7 +670,7 @@ static void parse(int argc, char **argv, struct options *o) {
       case 'w': o->cwd = optarg; break;
       case 'O': o->oom_score_adj = atoi(optarg), o->set_oom = 1; break;
       case 't': o->tty = 1; break;
-      case 'z': o->resize_fd = atoi(optarg); break;
+      case 'z': o->control_fd = atoi(optarg); break;
       case 'x': o->exit_file = optarg; break;
       default: die("arguments", "see src/containers/nsexec-launcher.ts for the options");
     }
@@ -640,6 +683,9 @@ int main(int argc, char **argv) {
   struct options o;
   memset(&o, 0, sizeof o);
   parse(argc, argv, &o);
+  /* A session of its own: a Ctrl-C or hangup on icetray's terminal goes to icetray's process
+   * group, and must not reach the containers, which outlive icetray. */
+  setsid();
   /* The error pipe must close when the command is exec'd: its end of file means "started". */
   if (error_fd >= 0) fcntl(error_fd, F_SETFD, FD_CLOEXEC);
   char *seccomp = o.seccomp == NULL ? NULL : read_file(o.seccomp);
@@ -692,10 +738,9 @@ int main(int argc, char **argv) {
     if (unshare(flags) < 0) die("namespaces", "unshare: %s", strerror(errno));
   }
 
-  /* 3. A PID namespace applies to children only. */
-  /* icetray learns, on the sync channel, which process is the container's: the child after a
-   * fork, else this one. */
-  /* A tty needs a monitor too: it holds the terminal's master end and relays it. */
+  /* 3. The fork: a PID namespace applies to children only; a tty needs a monitor holding the
+   * terminal's master end; an --exit-file needs one to write it. icetray learns, on the sync
+   * channel, which process is the container's: the child after a fork, else this one. */
   int tty_channel[2] = {-1, -1};
   if (o.tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tty_channel) < 0) die("tty", "socketpair: %s", strerror(errno));
   pid_t container_pid = getpid();
@@ -703,10 +748,10 @@ int main(int argc, char **argv) {
     pid_t child = fork();
     if (child < 0) die("fork", "%s", strerror(errno));
     if (child > 0) {
-      if (error_fd >= 0) close(error_fd);
+      if (error_fd >= 0) close(error_fd), error_fd = -1; /* the child reports from here on */
       if (tty_channel[1] >= 0) close(tty_channel[1]);
       report_pid(o.sync_fd, child);
-      monitor(child, tty_channel[0], o.resize_fd, exit_fd, held);
+      monitor(child, tty_channel[0], o.control_fd, exit_fd, held);
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (o.sync_fd >= 0) close(o.sync_fd);
@@ -714,7 +759,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++)
       if (held[i] >= 0) close(held[i]);
     if (tty_channel[0] >= 0) close(tty_channel[0]);
-    if (o.resize_fd >= 0) close(o.resize_fd);
+    if (o.control_fd >= 0) close(o.control_fd);
   } else {
     report_pid(o.sync_fd, container_pid);
   }
@@ -731,6 +776,9 @@ int main(int argc, char **argv) {
   /* 6. Who it runs as, what it may do, where, then the command. */
   if (seccomp != NULL && !o.no_new_privs) load_seccomp(seccomp); /* needs CAP_SYS_ADMIN without nnp */
   set_user_and_caps(&o);
+  /* A change of uid or gid clears the parent-death signal: ask again, so that the container
+   * dies with its monitor whoever it runs as. */
+  if (container_pid != getpid()) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (o.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs", "%s", strerror(errno));
   if (seccomp != NULL && o.no_new_privs) load_seccomp(seccomp);
   if (o.cwd != NULL && chdir(o.cwd) < 0) die("cwd", "%s: %s", o.cwd, strerror(errno));

@@ -315,7 +315,7 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     // A host folder with a tmpfs mounted below it, as critest's recursive read-only specs make.
     const host = await tempDir();
     await mkdir(join(host, 'tmpfs'));
-    await sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'rro-test', join(host, 'tmpfs')]);
+    await sh('mount', ['-t', 'tmpfs', '-o', 'size=1m,nodev,noexec', 'rro-test', join(host, 'tmpfs')]);
     try {
       const p = await pod();
       const start = async (name: string, mount: Partial<Mount>): Promise<string> => {
@@ -336,9 +336,13 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
       expect(await tryTouch(plain, '/mnt/tmpfs/below')).toBe('');
       const recursive = await start('rro', { readonly: true, recursiveReadOnly: true });
       expect(await tryTouch(recursive, '/mnt/tmpfs/below-rro')).toContain('Read-only file system');
+      const optionsOf = async (id: string): Promise<string[]> =>
+        ((await exec(id, ['sh', '-c', 'grep " /mnt " /proc/self/mountinfo'])).split(' ')[5] ?? '').split(',');
       const noexec = await start('noexec', { mountOptions: ['noexec', 'nosuid', 'nodev'] });
-      const options = (await exec(noexec, ['sh', '-c', 'grep " /mnt " /proc/self/mountinfo'])).split(' ')[5] ?? '';
-      expect(options.split(',')).toEqual(expect.arrayContaining(['rw', 'nosuid', 'nodev', 'noexec']));
+      expect(await optionsOf(noexec)).toEqual(expect.arrayContaining(['rw', 'nosuid', 'nodev', 'noexec']));
+      // Remounting read-only keeps what the host's mount has: a nodev, noexec tmpfs stays so.
+      const kept = await start('kept', { hostPath: join(host, 'tmpfs'), readonly: true, mountOptions: ['nosuid'] });
+      expect(await optionsOf(kept)).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev', 'noexec']));
 
       // What CRI forbids, or icetray cannot do, is refused at CreateContainer.
       const refused: [string, Partial<Mount>, string][] = [

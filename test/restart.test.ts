@@ -25,12 +25,13 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       await cri.image.pullImage({ image: { image: BUILTIN_BUSYBOX_IMAGE } });
       const pod = podConfig({ logDirectory: logDir });
       const { podSandboxId } = await cri.runtime.runPodSandbox({ config: pod });
-      const run = async (name: string, script: string): Promise<string> => {
+      const run = async (name: string, script: string, extra: { tty?: boolean; stdin?: boolean } = {}): Promise<string> => {
         const config = ContainerConfig.fromPartial({
           metadata: { name },
           image: { image: BUILTIN_BUSYBOX_IMAGE },
           command: ['sh', '-c', script],
           logPath: `${name}.log`,
+          ...extra,
         });
         const { containerId } = await cri.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
         await cri.runtime.startContainer({ containerId });
@@ -40,6 +41,8 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       const ticker = await run('ticker', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done');
       const later = await run('later', 'sleep 1; echo bye; exit 5');
       const stubborn = await run('stubborn', 'trap "" TERM; while :; do sleep 0.1; done');
+      // An interactive shell on a terminal: icetray going away must not end its input.
+      const console = await run('console', 'exec sh', { tty: true, stdin: true });
       const pidOf = async (id: string): Promise<number> =>
         (
           JSON.parse((await cri.runtime.containerStatus({ containerId: id, verbose: true })).info['info'] ?? '{}') as {
@@ -62,6 +65,7 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       expect(await status(later)).toMatchObject({ state: ContainerState.CONTAINER_EXITED, exitCode: 5, reason: 'Error' });
       expect(await status(ticker)).toMatchObject({ state: ContainerState.CONTAINER_RUNNING });
       expect(await pidOf(ticker)).toBe(tickerPid);
+      expect(await status(console)).toMatchObject({ state: ContainerState.CONTAINER_RUNNING });
       const crictl = (...args: string[]) => runProgram(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, ...args]);
       expect((await crictl('logs', done)).stdout).toBe('finished\n');
       expect((await crictl('logs', later)).stdout).toBe('bye\n');
@@ -83,6 +87,39 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       await cri.runtime.listPodSandbox({}).then(async ({ items }) => {
         for (const pod of items) await cri.runtime.removePodSandbox({ podSandboxId: pod.id });
       });
+      cri.close();
+      await serve.stop();
+      await sh('ip', ['link', 'del', net.bridge]);
+      restoreIpForward(before);
+    }
+  });
+
+  it("a Ctrl-C on icetray's terminal (SIGINT to its process group) stops icetray, not the containers", async () => {
+    const before = ipForward();
+    let serve = await startServeProcess('', { detached: true });
+    const net = writeTestNetwork(join(serve.dir, 'net.d'), serve.dir);
+    let cri: CriClient = connectCri(serve.socket);
+    try {
+      await cri.image.pullImage({ image: { image: BUILTIN_BUSYBOX_IMAGE } });
+      const pod = podConfig();
+      const { podSandboxId } = await cri.runtime.runPodSandbox({ config: pod });
+      const config = ContainerConfig.fromPartial({
+        metadata: { name: 'calm' },
+        image: { image: BUILTIN_BUSYBOX_IMAGE },
+        command: ['sleep', '313'],
+      });
+      const { containerId } = await cri.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
+      await cri.runtime.startContainer({ containerId });
+      cri.close();
+      // The terminal's SIGINT goes to every process of its foreground group.
+      process.kill(-(serve.child.pid ?? 0), 'SIGINT');
+      await serve.kill('SIGINT'); // waits for its exit
+      serve = await spawnServe(['--config', serve.configFile], serve.dir, serve.socket, serve.configFile);
+      cri = connectCri(serve.socket);
+      expect((await cri.runtime.containerStatus({ containerId })).status?.state).toBe(ContainerState.CONTAINER_RUNNING);
+    } finally {
+      for (const pod of (await cri.runtime.listPodSandbox({})).items)
+        await cri.runtime.removePodSandbox({ podSandboxId: pod.id });
       cri.close();
       await serve.stop();
       await sh('ip', ['link', 'del', net.bridge]);

@@ -180,6 +180,25 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
     },
   );
 
+  it('a tty exec whose client closes its input gets ^D: the shell ends, the session with it', async () => {
+    const { containerId } = await runContainer({
+      metadata: { name: 'shell-eof' },
+      image: { image: BUILTIN_BUSYBOX_IMAGE },
+      command: ['sleep', '300'],
+    });
+    const { url } = await t.cri.runtime.exec({ containerId, cmd: ['sh'], tty: true, stdin: true, stdout: true });
+    const ws = new WebSocket(url.replace(/^http/, 'ws'), ['v5.channel.k8s.io']);
+    let output = '';
+    ws.on('message', (data: Buffer) => {
+      if (data[0] === 1) output += data.subarray(1).toString();
+    });
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('echo answer=$((20+22))\n')]));
+    ws.send(Buffer.from([255, 0])); // v5: the client closed stdin
+    await new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    expect(output).toContain('answer=42');
+  });
+
   it('closes an exec stream that stays idle for stream_idle_timeout, and ends the command', async () => {
     const idle = await startTestServer({ toml: 'stream_idle_timeout = "1s"' });
     try {

@@ -52,6 +52,8 @@ export async function serve(values: Values): Promise<number> {
   await stopped;
   await server.stop();
   await runtime.close();
-  log.info('stopped');
-  return 0;
+  log.info('stopped: the containers run on, and the next icetray takes them up again');
+  // Running containers' pipes and monitor processes are still open handles: they would keep
+  // Node's event loop alive, and they are meant to outlive icetray. So end the process here.
+  process.exit(0);
 }

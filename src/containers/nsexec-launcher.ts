@@ -1,13 +1,13 @@
 import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { Readable, Writable, type Duplex } from 'node:stream';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
 import { startChild } from '../os/child.js';
 import { mountHolding } from '../os/mount.js';
 import { closeChildEnds, makePipes, reopenPipe } from '../os/pipe.js';
-import { processGone } from '../os/proc-stat.js';
+import { processGone, processStartTime } from '../os/proc-stat.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import {
   capabilityMask,
@@ -24,10 +24,9 @@ import {
  * cgroup, and reports a failure before exec on fd 4 (its end of file means it exec'd); with a
  * tty, fd 5 carries the terminal's size. Its stdin, stdout and stderr are kernel pipes.
  */
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15 };
-
+/** How a process ended, as shells and the kubelet count it: its code, or 128 + the signal's number. */
 function exitOf(code: number | null, signal: NodeJS.Signals | null): ProcessExit {
-  if (signal !== null) return { exitCode: 128 + (SIGNALS[signal] ?? 0), signal };
+  if (signal !== null) return { exitCode: 128 + osConstants.signals[signal], signal };
   return { exitCode: code ?? 255, signal: undefined };
 }
 
@@ -135,6 +134,23 @@ interface Stdio {
   dir: string;
 }
 
+/**
+ * A terminal's input: bytes go down the stdin pipe; its end is said on the control channel
+ * ("eof": the monitor types ^D), because the pipe alone also closes when icetray goes away,
+ * which must not end an interactive container.
+ */
+function terminalInput(pipe: Writable, terminal: Writable): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      pipe.write(chunk, callback);
+    },
+    final(callback) {
+      terminal.write('eof\n');
+      pipe.end(callback);
+    },
+  });
+}
+
 /** Starts nsexec, places it in its cgroup, lets it go, and waits until it exec'd or failed. */
 async function launch(
   nsexec: string,
@@ -151,15 +167,15 @@ async function launch(
   if (stdout === undefined || stderr === undefined) throw new Error('makePipes returned too few pipes');
   // On failure icetray's pipe ends go too: nothing will read or write them.
   const dropPipes = (): void => pipes.forEach((pipe) => pipe.stream.destroy());
-  // fd 3: the cgroup handshake, fd 4: errors before exec, fd 5 (tty): terminal sizes.
-  const control = ['--sync-fd', '3', '--error-fd', '4', ...(stdio.tty ? ['--tty', '--resize-fd', '5'] : [])];
+  // fd 3: the cgroup handshake, fd 4: errors before exec, fd 5 (tty): the terminal's control lines.
+  const control = ['--sync-fd', '3', '--error-fd', '4', ...(stdio.tty ? ['--tty', '--control-fd', '5'] : [])];
   const child = startChild(nsexec, [...control, ...args], {
     env: environment,
     stdio: [stdin?.childFd ?? 'ignore', stdout.childFd, stderr.childFd],
     extraPipes: stdio.tty ? 3 : 2,
   });
   closeChildEnds(pipes);
-  const [, , , sync, errors, sizes] = child.stdio as unknown as [null, null, null, Duplex, Readable, Writable | undefined];
+  const [, , , sync, errors, terminal] = child.stdio as unknown as [null, null, null, Duplex, Readable, Writable | undefined];
   const exited = new Promise<ProcessExit>((resolve) => child.once('exit', (code, signal) => resolve(exitOf(code, signal))));
   if (child.pid === undefined) {
     dropPipes();
@@ -191,14 +207,14 @@ async function launch(
     dropPipes();
     throw new FailedPreconditionError(`failed to start the container process: ${report}`);
   }
-  sizes?.on('error', () => undefined); // the process is gone: a late size has nowhere to go
+  terminal?.on('error', () => undefined); // the process is gone: a late line has nowhere to go
   return {
     pid: child.pid,
     namespacePid: Number.parseInt(pidLine, 10) || child.pid,
     stdout: stdout.stream,
     stderr: stderr.stream,
-    stdin: stdin?.stream,
-    resize: sizes === undefined ? undefined : (size) => sizes.write(`${String(size.width)} ${String(size.height)}\n`),
+    stdin: terminal === undefined || stdin === undefined ? stdin?.stream : terminalInput(stdin.stream, terminal),
+    resize: terminal === undefined ? undefined : (size) => terminal.write(`size ${String(size.width)} ${String(size.height)}\n`),
     exited,
   };
 }
@@ -213,20 +229,18 @@ async function readExitFile(stateDir: string): Promise<ProcessExit | undefined> 
   const number = Number.parseInt(value ?? '', 10);
   if (Number.isNaN(number)) return undefined;
   if (kind === 'exit') return { exitCode: number, signal: undefined };
-  const signal = Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0];
-  return { exitCode: 128 + number, signal };
+  const signal = Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] as NodeJS.Signals | undefined;
+  return signal === undefined ? { exitCode: 128 + number, signal: undefined } : exitOf(null, signal);
 }
 
 export function nsexecLauncher(nsexec: string): LauncherPort {
   return {
     reattach(process, stateDir) {
-      const stdout = reopenPipe(process.pid, 1);
-      const stderr = reopenPipe(process.pid, 2);
-      if (stdout === undefined || stderr === undefined) {
-        stdout?.destroy();
-        stderr?.destroy();
-        return undefined;
-      }
+      // The pid with its start time, first: after a reboot the pid may belong to anything.
+      if (processStartTime(process.pid) !== process.startTime) return undefined;
+      // Its output pipes, when they can be opened again (else it is watched without output).
+      const stdout = reopenPipe(process.pid, 1) ?? Readable.from([]);
+      const stderr = reopenPipe(process.pid, 2) ?? Readable.from([]);
       const exited = processGone(process.pid, process.startTime).then(
         async () => (await readExitFile(stateDir)) ?? { exitCode: -1, signal: undefined },
       );

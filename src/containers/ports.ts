@@ -87,7 +87,6 @@ export interface ExecRequest {
   containerPid: number;
   config: import('../generated/api.js').ContainerConfig;
   user: ProcessUser;
-  rootfs: string;
   stateDir: string;
   argv: string[];
   env: string[];

@@ -74,6 +74,11 @@ export class ContainerService {
 
   async load(): Promise<void> {
     for (const container of await loadContainers(this.deps.config.rootDir)) {
+      // A record an older icetray wrote has no resolved user yet.
+      if ((container as Partial<Container>).user === undefined) {
+        const image = this.deps.images.resolve(container.imageId);
+        container.user = await resolveUser(container.rootfs, container.config.linux?.securityContext, image?.user ?? '');
+      }
       this.store.add(container);
       this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
       await this.recover(container);
@@ -428,7 +433,6 @@ export class ContainerService {
       containerPid: container.process.namespacePid,
       config: container.config,
       user: container.user,
-      rootfs: container.rootfs,
       stateDir: container.dir,
       argv,
       env: containerEnv(container.config, image),

@@ -17,19 +17,27 @@ export interface ChildPipe {
   stream: Socket;
 }
 
+let nextPipe = 0;
+
 /**
  * Makes one pipe per direction given: 'in' is read by the child (its stdin), 'out' is written
  * by it (stdout, stderr). The FIFOs live a moment in `dir` (a folder only root writes to).
  * Once the child is spawned, call `closeChildEnds` so that icetray holds only its own ends, and
  * a stream's end of file means the child and all it started have closed theirs.
  */
-let nextPipe = 0;
-
 export async function makePipes(dir: string, directions: readonly ('in' | 'out')[]): Promise<ChildPipe[]> {
   const paths = directions.map(() => join(dir, `.pipe-${String(process.pid)}-${String(nextPipe++)}`));
   await run('mkfifo', ['-m', '0600', ...paths]);
+  const pipes: ChildPipe[] = [];
   try {
-    return directions.map((direction, i) => (direction === 'in' ? stdinPipe(paths[i] ?? '') : outputPipe(paths[i] ?? '')));
+    for (const [i, direction] of directions.entries())
+      pipes.push(direction === 'in' ? stdinPipe(paths[i] ?? '') : outputPipe(paths[i] ?? ''));
+    return pipes;
+  } catch (err) {
+    // Whatever was opened before the failure is closed again.
+    closeChildEnds(pipes);
+    for (const pipe of pipes) pipe.stream.destroy();
+    throw err;
   } finally {
     await Promise.all(paths.map((path) => unlink(path)));
   }

@@ -38,4 +38,17 @@ describe('relay', () => {
     expect(otherWorkAt).toBeGreaterThanOrEqual(1);
     expect(otherWorkAt).toBeLessThan(20);
   });
+
+  it('stops when the destination fails or closes: no crash, and the source is not left paused', async () => {
+    const source = new PassThrough();
+    const destination = new PassThrough();
+    relay(source, destination);
+    destination.destroy(new Error('EPIPE: the command exited'));
+    await new Promise((resolve) => setImmediate(resolve));
+    source.write('more input');
+    source.end();
+    // The source drains to its end although nobody takes its data any more.
+    await new Promise((resolve) => source.once('end', resolve));
+    expect(source.readableEnded).toBe(true);
+  });
 });

@@ -29,14 +29,27 @@ function schedule(): void {
  * as `pipe()` does, and for its turn. With `end`, the destination ends when the source does.
  */
 export function relay(source: Readable, destination: Writable, { end = false } = {}): void {
-  if (end) source.once('end', () => destination.end());
-  source.on('data', (chunk: Buffer) => {
+  // A destination that fails or closes (a command that exited while input still came, a client
+  // gone) ends the relay: what the source still sends is dropped, never left paused forever.
+  let stopped = false;
+  const stop = (): void => {
+    stopped = true;
+    source.off('data', onData);
+    source.resume();
+  };
+  const onData = (chunk: Buffer): void => {
     source.pause();
     const queue = (): void => {
-      waiting.push(() => source.resume());
+      waiting.push(() => {
+        if (!stopped) source.resume();
+      });
       schedule();
     };
     if (destination.write(chunk)) queue();
     else destination.once('drain', queue);
-  });
+  };
+  destination.once('error', stop);
+  destination.once('close', stop);
+  if (end) source.once('end', () => destination.end());
+  source.on('data', onData);
 }

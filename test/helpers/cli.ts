@@ -40,8 +40,11 @@ export interface ServeProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `icetray serve` and waits until it says it is serving. */
-export async function startServeProcess(extraToml = ''): Promise<ServeProcess> {
+/**
+ * Starts `icetray serve` and waits until it says it is serving. `detached` gives it a process
+ * group of its own, as a shell gives a command, so a test can signal that group (a Ctrl-C).
+ */
+export async function startServeProcess(extraToml = '', { detached = false } = {}): Promise<ServeProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'icetray-cli-'));
   const socket = join(dir, 'run', 'icetray.sock');
   const configFile = join(dir, 'config.toml');
@@ -57,12 +60,18 @@ export async function startServeProcess(extraToml = ''): Promise<ServeProcess> {
       extraToml,
     ].join('\n'),
   );
-  return spawnServe(['--config', configFile], dir, socket, configFile);
+  return spawnServe(['--config', configFile], dir, socket, configFile, { detached });
 }
 
 /** Runs `icetray serve ARGS` and waits until it says it is serving; stop() also removes `dir`. */
-export async function spawnServe(args: string[], dir: string, socket: string, configFile = ''): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [ICETRAY_CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnServe(
+  args: string[],
+  dir: string,
+  socket: string,
+  configFile = '',
+  { detached = false } = {},
+): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [ICETRAY_CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
