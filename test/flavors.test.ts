@@ -28,12 +28,16 @@ describe.skipIf(skip !== undefined)(
         expect(config.values.socket).toBe(defaultSocket);
         expect(config.values.pauseImage).toBe('registry.k8s.io/pause:3.9');
 
-        // Served on a socket of the test's own, so a real runtime on this host is never disturbed.
+        // Served on a socket and folders of the test's own, so nothing of this host is disturbed.
         const before = ipForward();
         const dir = await mkdtemp(join(tmpdir(), `icetray-flavor-${flavor}-`));
         const socket = join(dir, 'cri.sock');
         const serve = await spawnServe(
-          ['--flavor', flavor, ...args, '--socket', socket, '--root-dir', join(dir, 'root'), '--state-dir', join(dir, 'state')],
+          // The network config folder too: icetray writes its default network into an empty one.
+          [
+            ...['--flavor', flavor, ...args, '--socket', socket, '--root-dir', join(dir, 'root')],
+            ...['--state-dir', join(dir, 'state'), '--cni-conf-dir', join(dir, 'net.d')],
+          ],
           dir,
           socket,
         );

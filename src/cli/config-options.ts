@@ -10,6 +10,7 @@ export const CONFIG_OPTIONS = {
   'root-dir': { type: 'string' },
   'state-dir': { type: 'string' },
   'pod-infra-container-image': { type: 'string' },
+  'cni-conf-dir': { type: 'string' },
   'log-level': { type: 'string' },
 } as const;
 
@@ -22,6 +23,7 @@ export const CONFIG_HELP = `  --config FILE       TOML config file (default /etc
   --state-dir DIR     volatile state (default /run/icetray)
   --pod-infra-container-image IMAGE
                       the pause image, spelled as cri-dockerd's flag
+  --cni-conf-dir DIR  CNI network configs (default /etc/icetray/cni/net.d), as cri-dockerd's flag
   --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
 `;
 
@@ -49,5 +51,7 @@ export function loadFromOptions(values: Values): LoadedConfig {
   if (stateDir !== undefined) flags.stateDir = stateDir;
   const pauseImage = text(values, 'pod-infra-container-image');
   if (pauseImage !== undefined) flags.pauseImage = pauseImage;
+  const cniConfDir = text(values, 'cni-conf-dir');
+  if (cniConfDir !== undefined) flags.cniConfDir = cniConfDir;
   return loadConfig({ file: text(values, 'config'), flags, flavor: flavor as Flavor | undefined });
 }

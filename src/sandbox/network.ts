@@ -189,6 +189,16 @@ export interface PodAttachment {
   portMappings: { hostPort: number; containerPort: number; protocol: string; hostIP: string }[];
 }
 
+/**
+ * portmap up to CNI plugins 1.2 (Debian bookworm ships 1.1.1) also checks IPv6 rules for a pod
+ * that has no IPv6 address, and so fails CHECK on any host with ip6tables
+ * (containernetworking/plugins#819). It checked the IPv4 rules first: that failure is not the pod's.
+ */
+function portmapIpv6CheckBug(plugin: { type?: unknown }, network: PodNetwork, err: unknown): boolean {
+  const hasIpv6 = [network.ip, ...network.additionalIps].some((ip) => ip.includes(':'));
+  return plugin.type === 'portmap' && !hasIpv6 && err instanceof Error && err.message.includes('could not check ipv6 dnat');
+}
+
 /** Sets a pod's network up and down through CNI ADD/CHECK/DEL. */
 export interface PodNetworkManager {
   setUp(pod: PodAttachment): Promise<PodNetwork>;
@@ -316,7 +326,11 @@ export function cniNetworkManager(config: Pick<Config, 'cniConfDir' | 'cniBinDir
       if (network.name === '') return;
       const { conflist } = await loadNetwork(config);
       for (const plugin of conflist.plugins) {
-        await execPlugin(config, 'CHECK', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, network.result));
+        await execPlugin(config, 'CHECK', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, network.result)).catch(
+          (err: unknown) => {
+            if (!portmapIpv6CheckBug(plugin, network, err)) throw err;
+          },
+        );
       }
     },
 
