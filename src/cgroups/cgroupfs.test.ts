@@ -1,15 +1,17 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../../test/helpers/temp.js';
 import { LinuxContainerResources } from '../generated/api.js';
 import { CgroupTree } from './cgroup-files.js';
 import { createDriver } from './driver.js';
 
 /** Fake cgroup roots in a temp folder, laid out as the kernel mounts them (opencontainers/cgroups' fs tests do the same). */
+const tempDir = useTempDirs('icetray-cgroup-');
+
 async function fakeRoot(version: 1 | 2): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), `icetray-cgroup-v${version}-`));
+  const root = await tempDir();
   if (version === 2) {
     await writeFile(join(root, 'cgroup.controllers'), 'cpuset cpu memory pids\n');
     await writeFile(join(root, 'cgroup.subtree_control'), 'cpu\n');
@@ -52,9 +54,7 @@ describe('cgroup tree detection', () => {
   });
 
   it('fails with the reason when nothing is mounted', async () => {
-    await expect(createDriver({ name: 'cgroupfs', root: await mkdtemp(join(tmpdir(), 'icetray-empty-')) })).rejects.toThrow(
-      /no cgroup hierarchy is mounted/,
-    );
+    await expect(createDriver({ name: 'cgroupfs', root: await tempDir() })).rejects.toThrow(/no cgroup hierarchy is mounted/);
   });
 });
 

@@ -1,7 +1,7 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../../test/helpers/temp.js';
 import { FailedPreconditionError } from '../errors.js';
 import { LinuxContainerResources } from '../generated/api.js';
 import { createDriver } from './driver.js';
@@ -44,9 +44,11 @@ describe('systemd unit properties', () => {
   });
 });
 
+const tempDir = useTempDirs('icetray-nosystemd-');
+
 describe('systemd driver availability', () => {
   it('fails at start with the reason and the fix when systemd is not PID 1', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'icetray-nosystemd-'));
+    const root = await tempDir();
     await writeFile(join(root, 'cgroup.controllers'), 'memory\n');
     const made = createDriver({ name: 'systemd', root, systemdRoot: root });
     await expect(made).rejects.toThrow(FailedPreconditionError);
