@@ -193,10 +193,17 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
       if (data[0] === 1) output += data.subarray(1).toString();
     });
     await new Promise((resolve) => ws.once('open', resolve));
+    // Type only once the shell shows its prompt, as a person would: before that its line editor
+    // is not reading yet, and input would meet the terminal's own line discipline instead.
+    const shows = async (pattern: RegExp): Promise<void> => {
+      for (let i = 0; i < 100 && !pattern.test(output); i++) await sleep(50);
+      expect(output).toMatch(pattern);
+    };
+    await shows(/\/ # /);
     ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('echo answer=$((20+22))\n')]));
+    await shows(/answer=42/);
     ws.send(Buffer.from([255, 0])); // v5: the client closed stdin
     await new Promise<void>((resolve) => ws.once('close', () => resolve()));
-    expect(output).toContain('answer=42');
   });
 
   it('closes an exec stream that stays idle for stream_idle_timeout, and ends the command', async () => {
