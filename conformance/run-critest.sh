@@ -34,10 +34,22 @@ rm -rf "$out" && mkdir -p "$out"
 # Not 5000: Debian's docker-registry package also runs a service there on systemd hosts.
 export ICETRAY_REGISTRY_PORT="${ICETRAY_REGISTRY_PORT:-5055}"
 registry_url="$("$here/fixtures/registry.sh" up)"
+# A pod network of the run's own: its own bridge, range and leases, removed at the end, so
+# neither the host's /etc/icetray nor an icetray0 of a real icetray on this host is touched.
+bridge="itcritest0"
+mkdir -p "$work/net.d"
+cat > "$work/net.d/10-critest.conflist" <<JSON
+{ "cniVersion": "1.0.0", "name": "icetray-critest",
+  "plugins": [
+    { "type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.251.0.0/16" }]], "dataDir": "$work/leases" } },
+    { "type": "portmap", "capabilities": { "portMappings": true } } ] }
+JSON
 cat > "$work/config.toml" <<TOML
 socket = "$socket"
 root_dir = "$work/root"
 state_dir = "$work/state"
+cni_conf_dir = "$work/net.d"
 
 [registry.mirrors."registry.k8s.io"]
 endpoints = ["$registry_url"]
@@ -57,6 +69,7 @@ cleanup() {
     "$tools/crictl" --runtime-endpoint "unix://$socket" rmp --all --force >/dev/null 2>&1 || true
     kill -TERM "$server_pid" && wait "$server_pid" || true
   fi
+  ip link del "$bridge" 2>/dev/null || true
   echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
   "$here/fixtures/registry.sh" down || true
   local leftover
