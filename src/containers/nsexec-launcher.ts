@@ -22,7 +22,8 @@ import {
  * mounts, pivot_root, user, capabilities, no_new_privs, seccomp, exec); this module decides the
  * arguments from the CRI config. The process waits on fd 3 until icetray has placed it in its
  * cgroup, and reports a failure before exec on fd 4 (its end of file means it exec'd); with a
- * tty, fd 5 carries the terminal's size. Its stdin, stdout and stderr are kernel pipes.
+ * tty, fd 5 carries the terminal's control lines (its size, the end of input). Its stdin,
+ * stdout and stderr are kernel pipes.
  */
 /** How a process ended, as shells and the kubelet count it: its code, or 128 + the signal's number. */
 function exitOf(code: number | null, signal: NodeJS.Signals | null): ProcessExit {
@@ -229,8 +230,8 @@ async function readExitFile(stateDir: string): Promise<ProcessExit | undefined> 
   const number = Number.parseInt(value ?? '', 10);
   if (Number.isNaN(number)) return undefined;
   if (kind === 'exit') return { exitCode: number, signal: undefined };
-  const signal = Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] as NodeJS.Signals | undefined;
-  return signal === undefined ? { exitCode: 128 + number, signal: undefined } : exitOf(null, signal);
+  const signal = Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0];
+  return { exitCode: 128 + number, signal };
 }
 
 export function nsexecLauncher(nsexec: string): LauncherPort {
