@@ -66,7 +66,7 @@ cleanup() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     # critest leaves the pods of specs that failed half-way: remove them through the CRI,
     # as a kubelet would, so no pause, netns or IP outlives the run.
-    "$tools/crictl" --runtime-endpoint "unix://$socket" rmp --all --force >/dev/null 2>&1 || true
+    "$tools/crictl" --config /dev/null --runtime-endpoint "unix://$socket" --image-endpoint "unix://$socket" rmp --all --force >/dev/null 2>&1 || true
     kill -TERM "$server_pid" && wait "$server_pid" || true
   fi
   ip link del "$bridge" 2>/dev/null || true

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runIcetray, runProgram, startServeProcess, type ServeProcess } from './helpers/cli.js';
-import { CRICTL, crictlMissing } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing } from './helpers/tools.js';
 
 describe('icetray CLI', () => {
   it('prints help and exits 0 for --help', async () => {
@@ -36,8 +36,7 @@ describe('icetray CLI', () => {
 describe('icetray serve, driven by the real crictl', () => {
   let serve: ServeProcess;
   const skip = crictlMissing();
-  const crictl = (...args: string[]) =>
-    runProgram(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, '--timeout', '5s', ...args]);
+  const crictl = (...args: string[]) => runProgram(CRICTL, [...crictlFlags(serve.socket), '--timeout', '5s', ...args]);
 
   beforeAll(async () => {
     serve = await startServeProcess();

@@ -11,7 +11,7 @@ import { runIcetray, runProgram } from './helpers/cli.js';
 import { ipForward, isAlive, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { useTempDirs } from './helpers/temp.js';
-import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing, isRoot } from './helpers/tools.js';
 
 const BUSYBOX = 'registry.k8s.io/e2e-test-images/busybox:1.29-2';
 const FIXTURES = join(PACKAGE_ROOT, 'conformance', 'fixtures', 'registry.sh');
@@ -226,20 +226,11 @@ describe.skipIf(!isRoot)('containers on the real kernel (needs root: namespaces,
     expect(pods.stats[0]?.linux?.containers.map((c) => c.attributes?.id)).toEqual([containerId]);
     const crictl = crictlMissing();
     if (crictl === undefined) {
-      const stats = await runProgram(CRICTL, [
-        '--runtime-endpoint',
-        `unix://${t.socket}`,
-        'stats',
-        '--id',
-        containerId,
-        '-o',
-        'json',
-      ]);
+      const stats = await runProgram(CRICTL, [...crictlFlags(t.socket), 'stats', '--id', containerId, '-o', 'json']);
       const listed = JSON.parse(stats.stdout) as { stats: { cpu: { usageCoreNanoSeconds: { value: string } } }[] };
       expect(BigInt(listed.stats[0]?.cpu.usageCoreNanoSeconds.value ?? '0')).toBeGreaterThanOrEqual(second);
       const update = await runProgram(CRICTL, [
-        '--runtime-endpoint',
-        `unix://${t.socket}`,
+        ...crictlFlags(t.socket),
         'update',
         '--memory',
         String(128 * 1024 * 1024),

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCri } from './helpers/cri.js';
 import { runIcetray, runProgram, startServeProcess, type ServeProcess } from './helpers/cli.js';
 import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
-import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing, isRoot } from './helpers/tools.js';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 
@@ -13,8 +13,7 @@ describe.skipIf(skip !== undefined)(`crictl drives pod sandboxes (${skip ?? 'roo
   let serve: ServeProcess;
   let net: TestNetwork;
   let ipForwardBefore: string;
-  const crictl = (...args: string[]) =>
-    runProgram(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, '--timeout', '20s', ...args]);
+  const crictl = (...args: string[]) => runProgram(CRICTL, [...crictlFlags(serve.socket), '--timeout', '20s', ...args]);
 
   beforeAll(async () => {
     ipForwardBefore = ipForward();
@@ -98,7 +97,7 @@ describe.skipIf(skip !== undefined)(`crictl drives pod sandboxes (${skip ?? 'roo
     expect((await crictl('logs', id)).stdout).toMatch(/^started\ntick 1\ntick 2\n/);
     expect((await crictl('logs', '-t', '--tail', '1', id)).stdout).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z tick \d+\n$/);
     // -f follows: new ticks arrive while it runs.
-    const follow = spawn(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, 'logs', '-f', '--tail', '0', id]);
+    const follow = spawn(CRICTL, [...crictlFlags(serve.socket), 'logs', '-f', '--tail', '0', id]);
     let followed = '';
     follow.stdout.on('data', (chunk: Buffer) => (followed += chunk.toString()));
     for (let i = 0; i < 50 && !/tick \d+\n.*tick \d+\n/s.test(followed); i++)

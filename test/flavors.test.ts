@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { runIcetray, runProgram, spawnServe } from './helpers/cli.js';
 import { ipForward, restoreIpForward } from './helpers/pods.js';
-import { CRICTL, crictlMissing } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing } from './helpers/tools.js';
 
 const examples = join(PACKAGE_ROOT, 'examples');
 const skip = crictlMissing();
@@ -42,7 +42,7 @@ describe.skipIf(skip !== undefined)(
           socket,
         );
         try {
-          const info = await runProgram(CRICTL, ['--runtime-endpoint', `unix://${socket}`, 'info']);
+          const info = await runProgram(CRICTL, [...crictlFlags(socket), 'info']);
           const parsed = JSON.parse(info.stdout) as {
             pauseImage: string;
             cgroupDriver: string;

@@ -17,7 +17,7 @@ import type { Runtime } from '../src/server/runtime.js';
 import { runtimeService } from '../src/server/services.js';
 import { runProgram } from './helpers/cli.js';
 import { buildImage, dockerRegistryMissing, startFakeRegistry, type FakeRegistry } from './helpers/registry.js';
-import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing, isRoot } from './helpers/tools.js';
 
 const skip = !isRoot ? 'needs root: unpacks layers' : (crictlMissing() ?? dockerRegistryMissing());
 const FIXTURES = join(PACKAGE_ROOT, 'conformance', 'fixtures', 'registry.sh');
@@ -42,12 +42,7 @@ describe.skipIf(skip !== undefined)(
     let secured: FakeRegistry;
     let socket: string;
     const env = (dir: string) => ({ ICETRAY_FIXTURES_CACHE: join(dir, 'fixtures'), ICETRAY_REGISTRY_PORT: '5099' });
-    const crictl = (...args: string[]) =>
-      runProgram(
-        CRICTL,
-        ['--image-endpoint', `unix://${socket}`, '--runtime-endpoint', `unix://${socket}`, '--timeout', '30s', ...args],
-        60_000,
-      );
+    const crictl = (...args: string[]) => runProgram(CRICTL, [...crictlFlags(socket), '--timeout', '30s', ...args], 60_000);
 
     beforeAll(async () => {
       setLogLevel('silent');

@@ -7,7 +7,7 @@ import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
 import { runProgram, spawnServe, startServeProcess } from './helpers/cli.js';
 import { connectCri, type CriClient } from './helpers/cri.js';
 import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork } from './helpers/pods.js';
-import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing, isRoot } from './helpers/tools.js';
 
 const skip = !isRoot ? 'needs root: real pods' : crictlMissing();
 
@@ -66,7 +66,7 @@ describe.skipIf(skip !== undefined)(`containers across an icetray restart (${ski
       expect(await status(ticker)).toMatchObject({ state: ContainerState.CONTAINER_RUNNING });
       expect(await pidOf(ticker)).toBe(tickerPid);
       expect(await status(console)).toMatchObject({ state: ContainerState.CONTAINER_RUNNING });
-      const crictl = (...args: string[]) => runProgram(CRICTL, ['--runtime-endpoint', `unix://${serve.socket}`, ...args]);
+      const crictl = (...args: string[]) => runProgram(CRICTL, [...crictlFlags(serve.socket), ...args]);
       expect((await crictl('logs', done)).stdout).toBe('finished\n');
       expect((await crictl('logs', later)).stdout).toBe('bye\n');
 

@@ -21,7 +21,7 @@ import { runProgram } from './helpers/cli.js';
 import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { tmuxMissing, tmuxSession } from './helpers/tmux.js';
-import { CRICTL, crictlMissing, isRoot } from './helpers/tools.js';
+import { CRICTL, crictlFlags, crictlMissing, isRoot } from './helpers/tools.js';
 
 const skip = !isRoot ? 'needs root: real pods' : crictlMissing();
 
@@ -39,8 +39,7 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
   let t: TestServer;
   let net: TestNetwork;
   let before: string;
-  const crictl = (...args: string[]) =>
-    runProgram(CRICTL, ['--runtime-endpoint', `unix://${t.socket}`, '--timeout', '20s', ...args]);
+  const crictl = (...args: string[]) => runProgram(CRICTL, [...crictlFlags(t.socket), '--timeout', '20s', ...args]);
 
   beforeAll(async () => {
     before = ipForward();
@@ -108,7 +107,7 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
     expect(three.code).not.toBe(0);
     expect(three.stderr).toContain('command terminated with exit code 3');
 
-    const forward = spawn(CRICTL, ['--runtime-endpoint', `unix://${t.socket}`, 'port-forward', podSandboxId, '18080:8080'], {
+    const forward = spawn(CRICTL, [...crictlFlags(t.socket), 'port-forward', podSandboxId, '18080:8080'], {
       stdio: 'ignore',
     });
     try {
@@ -126,7 +125,7 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
   describe.skipIf(tmuxMissing !== undefined)(
     `on a terminal${tmuxMissing ? ` (skipped: ${tmuxMissing} is not installed)` : ''}`,
     () => {
-      const crictlFlags = (): string[] => ['--runtime-endpoint', `unix://${t.socket}`, '--timeout', '20s'];
+      const flags = (): string[] => [...crictlFlags(t.socket), '--timeout', '20s'];
 
       it("crictl exec -it gives a shell on a pty of the container's own /dev/pts, at the client's window size", async () => {
         const { containerId } = await runContainer({
@@ -134,7 +133,7 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
           image: { image: BUILTIN_BUSYBOX_IMAGE },
           command: ['sleep', '300'],
         });
-        const shell = tmuxSession([CRICTL, ...crictlFlags(), 'exec', '-it', containerId, 'sh'], 101, 31);
+        const shell = tmuxSession([CRICTL, ...flags(), 'exec', '-it', containerId, 'sh'], 101, 31);
         try {
           shell.type('echo result=$((6*7)) $(tty) $(stty size)');
           await shell.screenShows(/result=42 \/dev\/pts\/0 31 101/);
@@ -157,7 +156,7 @@ describe.skipIf(skip !== undefined)(`streaming and events on real containers (${
           },
           podConfig({ logDirectory: t.dir }),
         );
-        const shell = tmuxSession([CRICTL, ...crictlFlags(), 'attach', '-it', containerId], 99, 29);
+        const shell = tmuxSession([CRICTL, ...flags(), 'attach', '-it', containerId], 99, 29);
         try {
           shell.type('echo attached=$(tty) $(stty size)');
           await shell.screenShows(/attached=\/dev\/pts\/0 29 99/);

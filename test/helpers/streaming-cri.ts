@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
@@ -18,7 +18,7 @@ import {
 import { setLogLevel } from '../../src/log.js';
 import { startStreamingServer, type StreamingServer, type StreamingServerOptions } from '../../src/streaming/server.js';
 import { TestBackend } from './streaming-backend.js';
-import { CRICTL } from './tools.js';
+import { CRICTL, crictlFlags } from './tools.js';
 
 /** Answers a unary call from a function that may throw (an error becomes its gRPC status). */
 function unaryCall<Req, Res>(handler: (request: Req) => Res) {
@@ -122,29 +122,17 @@ export async function startStreamingCri(options: Partial<StreamingServerOptions>
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });
-  // An empty config file keeps crictl from looking for (and warning about) /etc/crictl.yaml.
-  const config = join(dir, 'crictl.yaml');
-  await writeFile(config, '');
-  const crictlFlags = [
-    '--config',
-    config,
-    '--runtime-endpoint',
-    `unix://${socket}`,
-    '--image-endpoint',
-    `unix://${socket}`,
-    '--timeout',
-    '10s',
-  ];
+  const flags = [...crictlFlags(socket), '--timeout', '10s'];
   return {
     dir,
     socket,
     backend,
     streaming,
-    crictlFlags,
-    crictlProcess: (args) => crictlProcess([...crictlFlags, ...args]),
+    crictlFlags: flags,
+    crictlProcess: (args) => crictlProcess([...flags, ...args]),
     crictl(args, runOptions = {}) {
       return new Promise((resolve, reject) => {
-        const child = spawn(CRICTL, [...crictlFlags, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn(CRICTL, [...flags, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -16,3 +16,12 @@ export function crictlMissing(): string | undefined {
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/**
+ * crictl's flags for the icetray a test started. Both endpoints, and an empty config, because
+ * crictl otherwise reads /etc/crictl.yaml — which the README has users write for their own
+ * icetray — and would send image calls there.
+ */
+export function crictlFlags(socket: string): string[] {
+  return ['--config', '/dev/null', '--runtime-endpoint', `unix://${socket}`, '--image-endpoint', `unix://${socket}`];
+}
