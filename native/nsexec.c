@@ -22,6 +22,8 @@
  *
  * A failure before exec is written to --error-fd ("step: reason") and the process exits 125;
  * a command that cannot be found or run exits 127/126, as shells do.
+ *
+ * `nsexec device-filter CGROUP_DIR` is a second mode: see device-filter.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,6 +52,8 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+#include "device-filter.h"
 
 #define EXIT_SETUP 125
 #define MAX_ITEMS 128
@@ -680,6 +684,8 @@ static void parse(int argc, char **argv, struct options *o) {
 }
 
 int main(int argc, char **argv) {
+  /* `nsexec device-filter DIR`: not a process to start, a filter to attach (device-filter.c). */
+  if (argc > 1 && strcmp(argv[1], "device-filter") == 0) return device_filter_main(argc - 1, argv + 1);
   struct options o;
   memset(&o, 0, sizeof o);
   parse(argc, argv, &o);

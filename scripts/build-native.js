@@ -1,6 +1,7 @@
 // Builds icetray's two small C programs into native/build/ with the machine's C compiler:
 //   pause   (native/pause.c)   holds a pod's namespaces
-//   nsexec  (native/nsexec.c)  starts a container's process in its pod (needs libseccomp)
+//   nsexec  (native/nsexec.c, device-filter.c)  starts a container's process in its pod (needs
+//           libseccomp); also attaches cgroup v2 device filters
 //
 // Static first (`cc -static -Os`): no libc needed at run time. Without a static libc it falls
 // back to a dynamic build. Without a C compiler it fails loudly: icetray never pretends with
@@ -13,17 +14,17 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cc = process.env.CC ?? 'cc';
 const programs = [
-  { name: 'pause', libs: [], packages: 'gcc libc6-dev' },
-  { name: 'nsexec', libs: ['-lseccomp'], packages: 'gcc libc6-dev libseccomp-dev' },
+  { name: 'pause', sources: ['pause.c'], libs: [], packages: 'gcc libc6-dev' },
+  { name: 'nsexec', sources: ['nsexec.c', 'device-filter.c'], libs: ['-lseccomp'], packages: 'gcc libc6-dev libseccomp-dev' },
 ];
 
 mkdirSync(join(root, 'native', 'build'), { recursive: true });
 for (const program of programs) {
-  const source = join(root, 'native', `${program.name}.c`);
+  const sources = program.sources.map((file) => join(root, 'native', file));
   const output = join(root, 'native', 'build', program.name);
   let built = false;
   for (const mode of ['static', 'dynamic']) {
-    const args = [...(mode === 'static' ? ['-static'] : []), '-Os', '-s', '-o', output, source, ...program.libs];
+    const args = [...(mode === 'static' ? ['-static'] : []), '-Os', '-s', '-o', output, ...sources, ...program.libs];
     try {
       execFileSync(cc, args, { stdio: ['ignore', 'inherit', 'pipe'] });
       console.log(`built ${output} (${mode})`);
@@ -40,7 +41,7 @@ for (const program of programs) {
     }
   }
   if (!built) {
-    console.error(`error: ${cc} could not build ${source} (needs: apt-get install ${program.packages})`);
+    console.error(`error: ${cc} could not build ${sources.join(' ')} (needs: apt-get install ${program.packages})`);
     process.exit(1);
   }
 }

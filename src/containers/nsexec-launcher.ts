@@ -9,13 +9,8 @@ import { mountHolding } from '../os/mount.js';
 import { closeChildEnds, makePipes, reopenPipe } from '../os/pipe.js';
 import { processGone, processStartTime } from '../os/proc-stat.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
-import {
-  capabilityMask,
-  DEFAULT_MASKED_PATHS,
-  DEFAULT_READONLY_PATHS,
-  seccompProfile,
-  type ProcessUser,
-} from './security-context.js';
+import { seccompProfile } from './seccomp.js';
+import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ProcessUser } from './security-context.js';
 
 /**
  * The launcher: native/nsexec.c does the privileged steps in order (cgroup placement, namespaces,
