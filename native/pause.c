@@ -6,10 +6,14 @@
  * containers.
  *
  *   pause                      wait; the entrypoint of the pause image
- *   pause -d [-n] [-i] [-u] [-p] [-H hostname] [-S key=value]...
+ *   pause -d [-n] [-i] [-u] [-p] [-H hostname] [-S key=value]... [-I label]
  *                              make the pod: new network (-n), IPC (-i), UTS (-u) and PID (-p)
  *                              namespaces, set the hostname and namespaced sysctls in them,
  *                              then start the waiting process, print its pid, and return.
+ *                              The label is not used here: icetray passes its sandbox folder,
+ *                              so that `ps` tells which pod a pause holds, and an icetray
+ *                              restarted after a crash finds a pause whose pid it never wrote
+ *                              down (the waiting process keeps these arguments).
  *
  * With -d the caller gets back a pid and no lingering parent: the waiting process is detached
  * (its own session, stdio on /dev/null), so a pod costs one small process and outlives the
@@ -22,11 +26,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,45 +62,72 @@ static int wait_forever(void) {
   for (;;) pause();
 }
 
-/* The namespace a sysctl belongs to (the kubelet's list of namespaced sysctls), or 0. A sysctl
- * is only ever written inside a namespace pause created itself: never the node's own value. */
-static int sysctl_namespace(const char *key) {
-  if (strncmp(key, "net.", 4) == 0) return CLONE_NEWNET;
-  if (strncmp(key, "kernel.shm", 10) == 0 || strncmp(key, "kernel.msg", 10) == 0 ||
-      strncmp(key, "kernel.sem=", 11) == 0 || strncmp(key, "fs.mqueue.", 10) == 0)
-    return CLONE_NEWIPC;
-  if (strncmp(key, "kernel.hostname=", 16) == 0 || strncmp(key, "kernel.domainname=", 18) == 0) return CLONE_NEWUTS;
+/* A sysctl name in the dotted spelling icetray passes ("net.ipv4.conf.eth0/100.forwarding": dots
+ * between parts, '/' for a dot inside one) as a path under /proc/sys. Every part must be a plain
+ * name: no empty part, no "." or "..", nothing but letters, digits, '_', '-' and inner dots. */
+static int sysctl_path(const char *key, size_t len, char *path, size_t size) {
+  if (len == 0 || len >= size) return -1;
+  for (size_t i = 0; i < len; i++) {
+    char c = key[i];
+    path[i] = c == '.' ? '/' : c == '/' ? '.' : c;
+    if (!(c == '.' || c == '/' || c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9')))
+      return -1;
+  }
+  path[len] = '\0';
+  /* Each part: not empty, and no dot at either end (which also rules out "." and ".."). */
+  for (const char *part = path; *part;) {
+    size_t n = strcspn(part, "/");
+    if (n == 0 || part[0] == '.' || part[n - 1] == '.') return -1;
+    part += n;
+    if (*part == '/') part++;
+    if (*part == '\0' && part[-1] == '/') return -1;
+  }
   return 0;
 }
 
-/* Writes value to /proc/sys/<key with dots as slashes>: the calling process's namespaces decide
- * which instance of a namespaced sysctl it reaches, so this runs after unshare(). */
+/* The namespace a sysctl path belongs to (the kubelet's list of namespaced sysctls), or 0. A
+ * sysctl is only ever written inside a namespace pause created itself: never the node's value. */
+static int sysctl_namespace(const char *path) {
+  int depth = 1;
+  for (const char *c = path; *c; c++) depth += *c == '/';
+  if (strncmp(path, "net/", 4) == 0) return CLONE_NEWNET;
+  if (depth == 2 && (strncmp(path, "kernel/shm", 10) == 0 || strncmp(path, "kernel/msg", 10) == 0 ||
+                     strcmp(path, "kernel/sem") == 0))
+    return CLONE_NEWIPC;
+  if (depth == 3 && strncmp(path, "fs/mqueue/", 10) == 0) return CLONE_NEWIPC;
+  return 0;
+}
+
+/* Writes value to /proc/sys/<path>: the calling process's namespaces decide which instance of a
+ * namespaced sysctl it reaches, so this runs after unshare(). openat2 resolves the path beneath
+ * /proc/sys and refuses any symlink or mount crossing on the way, so whatever the name, the
+ * write cannot land anywhere else. */
 static int set_sysctl(const char *assignment, int created) {
   const char *eq = strchr(assignment, '=');
-  if (eq == NULL || eq == assignment) {
-    fprintf(stderr, "pause: sysctl %s: expected key=value\n", assignment);
+  int key_len = eq == NULL ? 0 : (int)(eq - assignment);
+  char path[256];
+  if (eq == NULL || sysctl_path(assignment, (size_t)key_len, path, sizeof path) < 0) {
+    fprintf(stderr, "pause: sysctl %s: expected name=value with a valid kernel parameter name\n", assignment);
     return -1;
   }
-  int ns = sysctl_namespace(assignment);
+  int ns = sysctl_namespace(path);
   if (ns == 0 || (ns & created) == 0) {
-    fprintf(stderr, "pause: sysctl %.*s is not in a namespace of this pod\n", (int)(eq - assignment), assignment);
+    fprintf(stderr, "pause: sysctl %.*s is not in a namespace of this pod\n", key_len, assignment);
     return -1;
   }
-  char path[512];
-  int n = snprintf(path, sizeof path, "/proc/sys/%.*s", (int)(eq - assignment), assignment);
-  if (n < 0 || (size_t)n >= sizeof path) return -1;
-  for (char *c = path + strlen("/proc/sys/"); *c; c++) {
-    if (*c == '.') *c = '/';
-    else if (*c == '/') *c = '.'; /* a key may spell a dotted name with slashes */
-  }
-  int fd = open(path, O_WRONLY);
-  if (fd < 0 || write(fd, eq + 1, strlen(eq + 1)) < 0) {
-    fprintf(stderr, "pause: sysctl %.*s: %s\n", (int)(eq - assignment), assignment, strerror(errno));
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  close(fd);
-  return 0;
+  int proc_sys = open("/proc/sys", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  struct open_how how = {
+      .flags = O_WRONLY | O_CLOEXEC,
+      .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+  };
+  int fd = proc_sys < 0 ? -1 : (int)syscall(SYS_openat2, proc_sys, path, &how, sizeof how);
+  size_t n = strlen(eq + 1);
+  int ok = fd >= 0 && write(fd, eq + 1, n) == (ssize_t)n;
+  if (!ok) fprintf(stderr, "pause: sysctl %.*s: %s\n", key_len, assignment, strerror(errno));
+  if (fd >= 0) close(fd);
+  if (proc_sys >= 0) close(proc_sys);
+  return ok ? 0 : -1;
 }
 
 static int make_pod(int argc, char **argv) {
@@ -102,7 +135,7 @@ static int make_pod(int argc, char **argv) {
   const char *hostname = NULL;
   optind = 1;
   /* First pass: namespaces and hostname. Sysctls need the namespaces first. */
-  while ((opt = getopt(argc, argv, "dniupH:S:")) != -1) {
+  while ((opt = getopt(argc, argv, "dniupH:S:I:")) != -1) {
     switch (opt) {
       case 'd': break;
       case 'n': flags |= CLONE_NEWNET; break;
@@ -111,6 +144,7 @@ static int make_pod(int argc, char **argv) {
       case 'p': flags |= CLONE_NEWPID; break;
       case 'H': hostname = optarg; break;
       case 'S': break;
+      case 'I': break;
       default: return 2;
     }
   }
@@ -123,7 +157,7 @@ static int make_pod(int argc, char **argv) {
     return 1;
   }
   optind = 1;
-  while ((opt = getopt(argc, argv, "dniupH:S:")) != -1) {
+  while ((opt = getopt(argc, argv, "dniupH:S:I:")) != -1) {
     if (opt == 'S' && set_sysctl(optarg, flags) < 0) return EXIT_BAD_SYSCTL;
   }
 
