@@ -26,8 +26,8 @@ export async function benchSandboxes(runtime: Runtime, count: number): Promise<v
   const listMs = performance.now() - listStarted;
   for (const id of ids) {
     const started = performance.now();
-    await runtime.sandboxes.stop(id);
-    await runtime.sandboxes.remove(id);
+    await runtime.sandboxes.stop(id, (sandboxId) => runtime.containers.stopAll(sandboxId, false));
+    await runtime.sandboxes.remove(id, (sandboxId) => runtime.containers.stopAll(sandboxId, true));
     removeMs.push(performance.now() - started);
   }
   printTable(

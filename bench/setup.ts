@@ -46,8 +46,9 @@ export async function withBenchRuntime(body: (runtime: Runtime) => Promise<void>
     await body(runtime);
   } finally {
     for (const sandbox of runtime.sandboxes.store.all()) {
-      await runtime.containers.stopAll(sandbox.id, true).catch(() => undefined);
-      await runtime.sandboxes.remove(sandbox.id).catch(() => undefined);
+      await runtime.sandboxes
+        .remove(sandbox.id, (sandboxId) => runtime.containers.stopAll(sandboxId, true))
+        .catch(() => undefined);
     }
     await runtime.close();
     await run('ip', ['link', 'del', BRIDGE]).catch(() => undefined);

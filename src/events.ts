@@ -1,3 +1,4 @@
+import { nowNanos } from './time.js';
 import { EventEmitter } from 'node:events';
 
 /** The container lifecycle events the kubelet's evented PLEG consumes (GetContainerEvents). */
@@ -21,7 +22,7 @@ export class ContainerEvents {
   }
 
   publish(type: ContainerEventType, containerId: string, sandboxId: string): void {
-    const event: ContainerEvent = { type, containerId, sandboxId, createdAt: BigInt(Date.now()) * 1_000_000n };
+    const event: ContainerEvent = { type, containerId, sandboxId, createdAt: nowNanos() };
     this.emitter.emit('event', event);
   }
 

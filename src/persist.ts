@@ -5,11 +5,12 @@ import { log } from './log.js';
 /**
  * Records on disk, one JSON file per object in its own folder (<root>/<kind>/<id>/<file>), so a
  * restarted server finds its pods and containers again. Writes are atomic (temp file + rename):
- * a crash leaves the old record or the new one, never half of one.
+ * a crash leaves the old record or the new one, never half of one. Records and their folders
+ * are root's alone: a container's config holds its environment, and environments hold secrets.
  */
 export async function writeAtomic(file: string, text: string): Promise<void> {
   const temp = `${file}.tmp`;
-  await writeFile(temp, text);
+  await writeFile(temp, text, { mode: 0o600 });
   await rename(temp, file);
 }
 
@@ -23,7 +24,7 @@ export function saveRecord(dir: string, file: string, record: unknown): Promise<
   const write = (queues.get(path) ?? Promise.resolve())
     .catch(() => undefined)
     .then(async () => {
-      await mkdir(dir, { recursive: true });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeAtomic(path, text);
     });
   queues.set(path, write);
@@ -35,16 +36,35 @@ export function saveRecord(dir: string, file: string, record: unknown): Promise<
   return write;
 }
 
-/** Every readable record under `parent`; a folder without one (a create that crashed) is skipped. */
-export async function loadRecords<T>(parent: string, file: string, decode: (json: unknown) => T): Promise<T[]> {
+export interface LoadedRecords<T> {
+  records: T[];
+  /**
+   * Folders with no record file: a create that a crash cut between its mkdir and its first
+   * save. The caller removes them. A record that exists but cannot be read is not an orphan: it
+   * is logged and kept, never deleted.
+   */
+  orphans: string[];
+}
+
+/** Every readable record under `parent`, and the folders that hold none. */
+export async function loadRecords<T>(parent: string, file: string, decode: (json: unknown) => T): Promise<LoadedRecords<T>> {
   const ids = await readdir(parent).catch(() => []);
-  const records: T[] = [];
+  const loaded: LoadedRecords<T> = { records: [], orphans: [] };
   for (const id of ids) {
+    const dir = join(parent, id);
+    let text: string;
     try {
-      records.push(decode(JSON.parse(await readFile(join(parent, id, file), 'utf8'))));
+      text = await readFile(join(dir, file), 'utf8');
     } catch (err) {
-      log.warn({ err, dir: join(parent, id) }, 'skipping a folder without a readable record');
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') loaded.orphans.push(dir);
+      else log.error({ err, dir }, 'cannot read a record: left as it is');
+      continue;
+    }
+    try {
+      loaded.records.push(decode(JSON.parse(text)));
+    } catch (err) {
+      log.error({ err, dir }, 'cannot decode a record: left as it is');
     }
   }
-  return records;
+  return loaded;
 }

@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import type { CgroupDriverName } from '../config/config.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /**
@@ -136,4 +137,21 @@ export function expandSlice(slice: string): string {
   }
   const parts = name.split('-');
   return parts.map((_, i) => `/${parts.slice(0, i + 1).join('-')}.slice`).join('');
+}
+
+/**
+ * The pod's cgroup under a driver's rules, known before anything is made: a pod records it
+ * before it creates it, so that an icetray killed half-way finds it again.
+ */
+export function podCgroupPath(
+  driver: CgroupDriverName,
+  spec: { podUid: string; sandboxId: string; cgroupParent: string },
+): string {
+  const key = podKey(spec);
+  return driver === 'systemd' ? systemdPodPath(key, spec.cgroupParent) : cgroupfsPodPath(key, spec.cgroupParent);
+}
+
+/** A container's (or pause's) cgroup inside its pod's, by the same rules. */
+export function containerCgroupPath(driver: CgroupDriverName, podCgroup: string, id: string): string {
+  return driver === 'systemd' ? systemdContainerPath(podCgroup, id) : cgroupfsContainerPath(podCgroup, id);
 }

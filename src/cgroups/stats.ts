@@ -1,3 +1,4 @@
+import { nowNanos } from '../time.js';
 import type { CgroupTree } from './cgroup-files.js';
 
 /**
@@ -36,7 +37,7 @@ function number(text: string | undefined): bigint {
 
 /** Reads a cgroup's stats; a controller that is not mounted reads as zero. */
 export async function readStats(tree: CgroupTree, cgroup: string): Promise<CgroupStats> {
-  const timestamp = BigInt(Date.now()) * 1_000_000n;
+  const timestamp = nowNanos();
   const pidsCurrent = await tree.read(cgroup, 'pids.current');
   const processes = pidsCurrent !== undefined ? Number(number(pidsCurrent)) : (await tree.pids(cgroup)).length;
   if (tree.version === 1) {

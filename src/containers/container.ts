@@ -52,7 +52,15 @@ export interface Container {
   cgroup: string;
   /** Who its process and execs run as, resolved at CreateContainer from the config and the image. */
   user: ProcessUser;
+  /**
+   * An operation in flight, recorded before its first step and cleared after its last: what an
+   * icetray restarted after a crash must undo (create, start) or finish (remove) before it serves.
+   */
+  pending: ContainerOperation | undefined;
 }
+
+/** The operations that change a container on the node in several steps. */
+export type ContainerOperation = 'create' | 'start' | 'remove';
 
 const TRANSITIONS: Record<ContainerState, readonly ContainerState[]> = {
   created: ['running', 'exited'],

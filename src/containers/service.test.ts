@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
+import { readFile, readdir } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { isAlive } from '../../test/helpers/pods.js';
 import { useTempDirs } from '../../test/helpers/temp.js';
 import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from '../errors.js';
 import { ContainerEvents, type ContainerEventType } from '../events.js';
@@ -18,11 +21,12 @@ import { ContainerService } from './service.js';
  */
 function hostProcess(argv: string[]): RunningProcess {
   const child = spawn(argv[0] ?? 'false', argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  // Output waits to be read, as in the launcher's kernel pipes (Node drops a child's unread output at its exit).
   return {
     pid: child.pid ?? 0,
     namespacePid: child.pid ?? 0,
-    stdout: child.stdout,
-    stderr: child.stderr,
+    stdout: child.stdout.pipe(new PassThrough()),
+    stderr: child.stderr.pipe(new PassThrough()),
     stdin: child.stdin,
     resize: undefined,
     exited: new Promise((resolve) => {
@@ -46,6 +50,7 @@ async function setUp() {
     config: { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'pause' },
     pause: {
       start: () => Promise.resolve({ pid: process.pid, startTime: 'x' }),
+      find: () => [],
       isAlive: () => Promise.resolve(true),
       stop: () => Promise.resolve(),
     },
@@ -60,6 +65,7 @@ async function setUp() {
       remove: () => Promise.resolve(),
     },
     network: {
+      choose: () => Promise.resolve(undefined),
       setUp: () => Promise.resolve({ name: '', ip: '', additionalIps: [], result: undefined }),
       check: () => Promise.resolve(),
       tearDown: () => Promise.resolve(),
@@ -73,11 +79,13 @@ async function setUp() {
     createRootfs: (_image, id) => Promise.resolve(void rootfses.add(id)).then(() => `/rootfs/${id}`),
     releaseRootfs: (_image, id) => Promise.resolve(void rootfses.delete(id)),
   };
+  /** cgroup → the pids placed in it (the live ones are its processes). */
+  const members = new Map<string, number[]>();
   const cgroupPort: CgroupPort = {
-    createContainer: (_pod, id) => Promise.resolve(void cgroups.add(id)).then(() => id),
-    addProcess: () => Promise.resolve(),
+    createContainer: (_pod, id) => Promise.resolve(void cgroups.add(`/pod/${id}`)).then(() => `/pod/${id}`),
+    addProcess: (cgroup, pid) => Promise.resolve(void members.set(cgroup, [...(members.get(cgroup) ?? []), pid])),
     update: () => Promise.resolve(),
-    pids: () => Promise.resolve([]),
+    pids: (cgroup) => Promise.resolve((members.get(cgroup) ?? []).filter(isAlive)),
     oomKilled: () => Promise.resolve(false),
     remove: (id) => Promise.resolve(void cgroups.delete(id)),
   };
@@ -98,11 +106,11 @@ async function setUp() {
     cgroups: cgroupPort,
     launcher,
     events,
-    podCgroup: () => '/pod',
+    cgroupOf: (_sandbox: unknown, id: string) => `/pod/${id}`,
   };
   const containers = new ContainerService(deps);
   /** A new service over the same state, as a restarted icetray; `found` plays what it finds of the processes. */
-  const restart = async (found: Pick<LauncherPort, 'reattach' | 'lastExit'>): Promise<ContainerService> => {
+  const restart = async (found: Partial<LauncherPort> = {}): Promise<ContainerService> => {
     const again = new ContainerService({ ...deps, launcher: { ...launcher, ...found } });
     await again.load();
     return again;
@@ -113,7 +121,7 @@ async function setUp() {
   );
   const config = (command: string[], name = 'c') =>
     ContainerConfig.fromPartial({ metadata: { name }, image: { image: 'busybox' }, command, logPath: `${name}.log` });
-  return { dir, containers, pod, config, seen, cgroups, rootfses, restart };
+  return { dir, containers, pod, config, seen, cgroups, rootfses, restart, images, launcher, sandboxes };
 }
 
 describe('ContainerService lifecycle', () => {
@@ -207,5 +215,95 @@ describe('ContainerService lifecycle', () => {
     await expect(s.containers.reopenLog(c.id)).rejects.toThrow(FailedPreconditionError);
     await s.containers.start(c.id);
     await expect(s.containers.start(c.id)).rejects.toThrow(FailedPreconditionError);
+  });
+});
+
+describe('ContainerService after a crash (nothing half-made survives a restart)', () => {
+  const hang = () => new Promise<never>(() => undefined);
+
+  it('undoes a CreateContainer cut short: no folder, no rootfs, and the name is free', async () => {
+    const s = await setUp();
+    const createRootfs = s.images.createRootfs.bind(s.images);
+    s.images.createRootfs = async (image, id, dir) => {
+      await createRootfs(image, id, dir);
+      return hang();
+    };
+    void s.containers.create(s.pod.id, s.config(['true']));
+    await sleep(30);
+    s.images.createRootfs = createRootfs;
+    const again = await s.restart();
+    expect(s.rootfses.size).toBe(0);
+    expect(await readdir(join(s.dir, 'root', 'containers'))).toEqual([]);
+    expect(again.list()).toEqual([]);
+    await expect(again.create(s.pod.id, s.config(['true']))).resolves.toBeDefined();
+  });
+
+  it('undoes a StartContainer cut short: the process it started is killed, its cgroup removed, the container CREATED', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sleep', '30']));
+    let started: RunningProcess | undefined;
+    const start = s.launcher.start.bind(s.launcher);
+    s.launcher.start = async (request) => {
+      started = await start(request);
+      return hang();
+    };
+    void s.containers.start(c.id);
+    for (let i = 0; i < 100 && started === undefined; i++) await sleep(10);
+    s.launcher.start = start;
+    const again = await s.restart();
+    expect(isAlive(started?.pid ?? 0)).toBe(false);
+    expect(s.cgroups.size).toBe(0);
+    const after = await again.get(c.id);
+    expect(after).toMatchObject({ state: 'created', cgroup: '', pending: undefined });
+    // And it can be started for real now.
+    await again.start(c.id);
+    expect((await again.get(c.id)).state).toBe('running');
+    await again.remove(c.id);
+  });
+
+  it('finishes a RemoveContainer cut short', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sleep', '30']));
+    const release = s.images.releaseRootfs.bind(s.images);
+    s.images.releaseRootfs = hang;
+    void s.containers.remove(c.id);
+    await sleep(30);
+    s.images.releaseRootfs = release;
+    const again = await s.restart();
+    expect(again.list()).toEqual([]);
+    expect(s.rootfses.size).toBe(0);
+  });
+
+  it('removes the containers of a pod that is gone', async () => {
+    const s = await setUp();
+    const c = await s.containers.create(s.pod.id, s.config(['sleep', '30']));
+    await s.containers.start(c.id);
+    s.sandboxes.store.delete(s.pod.id);
+    const again = await s.restart();
+    expect(again.list()).toEqual([]);
+    expect(isAlive(c.process?.pid ?? 0)).toBe(false);
+  });
+});
+
+describe('ContainerService against a pod being removed', () => {
+  it('never leaves a container in a removed pod, whichever wins the race', async () => {
+    const s = await setUp();
+    const creates = Array.from({ length: 5 }, (_, i) =>
+      s.containers.create(s.pod.id, s.config(['sleep', '30'], `c${String(i)}`)).then(
+        (c) => s.containers.start(c.id),
+        (err: unknown) => err,
+      ),
+    );
+    await sleep(1);
+    await s.sandboxes.remove(s.pod.id, (id) => s.containers.stopAll(id, true));
+    const outcomes = await Promise.allSettled(creates);
+    // Each create either finished before the removal (and was removed with the pod) or was refused.
+    for (const outcome of outcomes) {
+      if (outcome.status === 'fulfilled' && outcome.value !== undefined)
+        expect(outcome.value).toBeInstanceOf(FailedPreconditionError);
+    }
+    expect(s.containers.list()).toEqual([]);
+    expect(s.rootfses.size).toBe(0);
+    expect(s.cgroups.size).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/config.js';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
@@ -10,18 +10,21 @@ import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
 import { streamClosed } from '../os/child.js';
 import { processGone, processStartTime, signalProcess } from '../os/proc-stat.js';
+import { unmountAllUnder } from '../os/mount.js';
 import { Rollback } from '../rollback.js';
 import { podFiles } from '../sandbox/pod-files.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxService } from '../sandbox/service.js';
 import { IdStore, newId } from '../store.js';
+import { nowNanos, sleepSeconds } from '../time.js';
+import { checkAbsolutePath, checkExecArgs, checkLine, pathInside } from '../validate.js';
 import { containerName, exitReason, transition, type Container, type ContainerState } from './container.js';
 import { ContainerLogWriter } from './logs.js';
 import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { AttachableStdio } from '../streaming/attach.js';
 import { containerArgv, containerEnv, containerWorkingDir } from './process-spec.js';
 import { resolveUser, validateMounts, validateSecurityContext } from './security-context.js';
-import { deleteContainerDir, loadContainers, saveContainer } from './state.js';
+import { containersDir, loadContainers, saveContainer } from './state.js';
 
 export interface ContainerDeps {
   config: Pick<Config, 'rootDir'>;
@@ -30,8 +33,8 @@ export interface ContainerDeps {
   cgroups: CgroupPort;
   launcher: LauncherPort;
   events: ContainerEvents;
-  /** The pod cgroup a sandbox's containers go into. */
-  podCgroup(sandbox: Sandbox): string;
+  /** The cgroup a container of this pod gets, by the cgroup driver's naming rules (known before it is made). */
+  cgroupOf(sandbox: Sandbox, containerId: string): string;
 }
 
 export interface ContainerFilter {
@@ -55,8 +58,6 @@ interface Live {
   stdio: AttachableStdio;
 }
 
-const now = (): bigint => BigInt(Date.now()) * 1_000_000n;
-
 /** A container that ended while no icetray watched it, and left no exit record. */
 const UNKNOWN_EXIT: ProcessExit = { exitCode: -1, signal: undefined };
 const UNKNOWN_EXIT_MESSAGE = 'the process ended while icetray was not running: its exit code is unknown';
@@ -72,8 +73,22 @@ export class ContainerService {
 
   constructor(private readonly deps: ContainerDeps) {}
 
+  /**
+   * Reloads the containers of a previous run and finishes what a crash interrupted, before
+   * icetray serves (call it after SandboxService.load, before SandboxService.recover): a
+   * half-created container is undone (its CreateContainer never answered), a half-started one
+   * goes back to created with whatever it started killed, a half-removed one is removed, and so
+   * are the containers of pods that will not survive recovery.
+   */
   async load(): Promise<void> {
-    for (const container of await loadContainers(this.deps.config.rootDir)) {
+    const { records, orphans } = await loadContainers(this.deps.config.rootDir);
+    for (const dir of orphans) await this.removeFolder(dir.slice(dir.lastIndexOf('/') + 1), dir);
+    for (const container of records) {
+      if (container.pending === 'create') {
+        log.warn({ containerId: container.id }, 'undoing a CreateContainer a crash interrupted');
+        await this.removeFolder(container.id, container.dir);
+        continue;
+      }
       // A record an older icetray wrote has no resolved user yet.
       if ((container as Partial<Container>).user === undefined) {
         const image = this.deps.images.resolve(container.imageId);
@@ -81,45 +96,40 @@ export class ContainerService {
       }
       this.store.add(container);
       this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
-      await this.recover(container);
+      if (container.pending === 'start') await this.undoStart(container);
+      else await this.recover(container);
+      const fate = this.deps.sandboxes.fateAfterCrash(container.sandboxId);
+      if (container.pending === 'remove' || fate === 'gone') await this.remove(container.id);
+      else if (fate === 'stop') await this.stop(container.id, 0);
     }
   }
 
-  /** CreateContainer: a record, a rootfs over the image and a log file; no process yet. */
+  /**
+   * CreateContainer: a record, a rootfs over the image, no process yet. The pod is held (shared)
+   * meanwhile, so a RemovePodSandbox waits for it rather than leaving it behind, orphaned.
+   */
   async create(sandboxId: string, config: ContainerConfig): Promise<Container> {
-    const sandbox = await this.deps.sandboxes.get(sandboxId);
-    if (sandbox.state !== 'ready') throw new FailedPreconditionError(`sandbox "${sandbox.id}" is not ready`);
     if (config.metadata === undefined || config.metadata.name === '')
       throw new InvalidArgumentError('container config: metadata.name is required');
+    checkLine(config.metadata.name, 'container metadata.name');
     const imageRef = config.image?.image ?? '';
     if (imageRef === '') throw new InvalidArgumentError('container config: image.image is required');
     const image = this.deps.images.resolve(imageRef);
-    if (image === undefined) throw new NotFoundError(`image "${imageRef}" not found: pull it first`);
-    if (config.logPath !== '' && isAbsolute(config.logPath))
-      throw new InvalidArgumentError(`log_path "${config.logPath}" must be relative to the pod's log_directory`);
+    if (image === undefined) throw new NotFoundError(`image ${JSON.stringify(imageRef.slice(0, 200))} not found: pull it first`);
     // Fail now, not at start, on a command, working dir or security context that cannot be.
-    containerArgv(config, image);
+    checkExecArgs(containerArgv(config, image), containerEnv(config, image), 'container');
     validateSecurityContext(config.linux?.securityContext);
     validateMounts(config.mounts);
-    containerWorkingDir(config, image);
+    checkAbsolutePath(containerWorkingDir(config, image), 'working_dir');
 
-    const id = newId();
-    const name = containerName(sandbox.id, config);
-    return Rollback.run(async (rollback) => {
-      this.store.reserveName(name, id);
-      rollback.push('release the name', () => {
-        this.store.releaseName(name);
-        return Promise.resolve();
-      });
-      const dir = join(this.deps.config.rootDir, 'containers', id);
-      await mkdir(dir, { recursive: true });
-      rollback.push('remove the container folder', () => rm(dir, { recursive: true, force: true }));
-      const rootfs = await this.deps.images.createRootfs(image.id, id, dir);
-      rollback.push('release the rootfs', () => this.deps.images.releaseRootfs(image.id, id, dir));
-      // Names are resolved in the container's own /etc/passwd and /etc/group (as containerd does).
-      const user = await resolveUser(rootfs, config.linux?.securityContext, image.user);
-
+    return this.deps.sandboxes.withReady(sandboxId, async (sandbox) => {
+      // CRI: log_path is relative to the pod's log_directory, and must stay inside it.
       const logDirectory = sandbox.config.logDirectory;
+      const logPath = config.logPath === '' || logDirectory === '' ? '' : pathInside(logDirectory, config.logPath, 'log_path');
+      const id = newId();
+      const name = containerName(sandbox.id, config);
+      this.store.reserveName(name, id);
+      const dir = join(containersDir(this.deps.config.rootDir), id);
       const container: Container = {
         id,
         sandboxId: sandbox.id,
@@ -127,24 +137,46 @@ export class ContainerService {
         imageRef,
         imageId: image.id,
         state: 'created',
-        createdAt: now(),
+        createdAt: nowNanos(),
         startedAt: 0n,
         finishedAt: 0n,
         exitCode: 0,
         reason: '',
         message: '',
         process: undefined,
-        logPath: config.logPath !== '' && logDirectory !== '' ? join(logDirectory, config.logPath) : '',
+        logPath,
         dir,
-        rootfs,
+        rootfs: join(dir, 'rootfs'),
         cgroup: '',
-        user,
+        user: { uid: 0, gid: 0, groups: [] },
+        pending: 'create',
       };
-      await saveContainer(container);
+      try {
+        await Rollback.run(async (rollback) => {
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+          rollback.push('remove the container folder', () => this.removeFolder(id, dir));
+          await saveContainer(container);
+          container.rootfs = await this.deps.images.createRootfs(image.id, id, dir);
+          // Names are resolved in the container's own /etc/passwd and /etc/group (as containerd does).
+          container.user = await resolveUser(container.rootfs, config.linux?.securityContext, image.user);
+          container.pending = undefined;
+          await saveContainer(container);
+        });
+      } catch (err) {
+        this.store.releaseName(name);
+        throw err;
+      }
       this.store.add(container);
       this.deps.events.publish('created', id, sandbox.id);
       return container;
     });
+  }
+
+  /** A container's folder and rootfs, whatever is left of them (the image's use of it released too). */
+  private async removeFolder(id: string, dir: string): Promise<void> {
+    await this.deps.images.releaseRootfs('', id, dir);
+    await unmountAllUnder(dir);
+    await rm(dir, { recursive: true, force: true });
   }
 
   private image(container: Container): ContainerImage {
@@ -165,53 +197,94 @@ export class ContainerService {
     return target.process.namespacePid;
   }
 
-  /** StartContainer: the process, placed in its cgroup before it runs, its output to the log. */
+  /**
+   * StartContainer: the process, placed in its cgroup before it runs, its output to the log. The
+   * pod is held (shared) so that it cannot be stopped meanwhile; the record names the cgroup
+   * and says `start` is pending before anything is made, and says `running` only once it is.
+   */
   async start(idOrPrefix: string): Promise<void> {
     const container = this.store.get(idOrPrefix);
-    await this.locks.with(container.id, async () => {
-      if (container.state !== 'created')
-        throw new FailedPreconditionError(`container "${container.id}" is ${container.state}, not created`);
-      const sandbox = await this.deps.sandboxes.get(container.sandboxId);
-      if (sandbox.state !== 'ready') throw new FailedPreconditionError(`sandbox "${sandbox.id}" is not ready`);
-      const image = this.image(container);
-      const { config } = container;
+    await this.deps.sandboxes.withReady(container.sandboxId, (sandbox) =>
+      this.locks.with(container.id, async () => {
+        if (this.store.find(container.id) !== container)
+          throw new FailedPreconditionError(`container "${container.id}" was removed`);
+        if (container.state !== 'created')
+          throw new FailedPreconditionError(`container "${container.id}" is ${container.state}, not created`);
+        const image = this.image(container);
+        const { config } = container;
+        await Rollback.run(async (rollback) => {
+          container.cgroup = this.deps.cgroupOf(sandbox, container.id);
+          container.pending = 'start';
+          await saveContainer(container);
+          rollback.push('undo the start', () => this.undoStart(container));
+          await this.deps.cgroups.createContainer(sandbox.cgroup.pod, container.id, config.linux?.resources);
+          const logs = container.logPath === '' ? undefined : await ContainerLogWriter.open(container.logPath);
+          rollback.push('close the log', () => logs?.close() ?? Promise.resolve());
 
-      await Rollback.run(async (rollback) => {
-        const cgroup = await this.deps.cgroups.createContainer(
-          this.deps.podCgroup(sandbox),
-          container.id,
-          config.linux?.resources,
-        );
-        rollback.push('remove the cgroup', () => this.deps.cgroups.remove(cgroup));
-        container.cgroup = cgroup;
-        const logs = container.logPath === '' ? undefined : await ContainerLogWriter.open(container.logPath);
-        rollback.push('close the log', () => logs?.close() ?? Promise.resolve());
-
-        const started = await this.deps.launcher.start({
-          containerId: container.id,
-          config,
-          podNamespaces: sandbox.namespaces,
-          podFiles: podFiles(sandbox.dir),
-          podShm: sandbox.shm,
-          targetPid: this.targetPid(config),
-          hostname: sandbox.hostname,
-          rootfs: container.rootfs,
-          argv: containerArgv(config, image),
-          env: containerEnv(config, image),
-          cwd: containerWorkingDir(config, image),
-          user: container.user,
-          stateDir: container.dir,
-          placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
+          const cgroup = container.cgroup;
+          const started = await this.deps.launcher.start({
+            containerId: container.id,
+            config,
+            podNamespaces: sandbox.namespaces,
+            podFiles: podFiles(sandbox.dir),
+            podShm: sandbox.shm,
+            targetPid: this.targetPid(config),
+            hostname: sandbox.hostname,
+            rootfs: container.rootfs,
+            argv: containerArgv(config, image),
+            env: containerEnv(config, image),
+            cwd: containerWorkingDir(config, image),
+            user: container.user,
+            stateDir: container.dir,
+            placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),
+          });
+          rollback.push("close the process's pipes", () => {
+            for (const stream of [started.stdout, started.stderr, started.stdin]) stream?.destroy();
+            return Promise.resolve();
+          });
+          const running: Pick<Container, 'state' | 'process' | 'startedAt' | 'pending'> = {
+            state: 'running',
+            process: { pid: started.pid, namespacePid: started.namespacePid, startTime: processStartTime(started.pid) ?? '' },
+            startedAt: nowNanos(),
+            pending: undefined,
+          };
+          // On disk first: only a start that is recorded is a start a crash keeps.
+          await saveContainer({ ...container, ...running });
+          transition(container, 'running');
+          Object.assign(container, running);
+          this.watch(container, started, logs);
         });
-        const startTime = processStartTime(started.pid);
-        container.process = { pid: started.pid, namespacePid: started.namespacePid, startTime: startTime ?? '' };
-        container.startedAt = now();
-        transition(container, 'running');
-        this.watch(container, started, logs);
-        await saveContainer(container);
-      });
-    });
+      }),
+    );
     this.deps.events.publish('started', container.id, container.sandboxId);
+  }
+
+  /**
+   * Undoes a start that did not finish, after a failure or a crash: whatever it started is
+   * killed (the process, its monitor: all are in its cgroup from before they run), the cgroup
+   * removed, and the container is CREATED as before. A process not yet in the cgroup waits for
+   * icetray's go-ahead, and ends by itself when icetray is gone.
+   */
+  private async undoStart(container: Container): Promise<void> {
+    if (container.cgroup !== '') {
+      await this.emptyCgroup(container.cgroup);
+      await this.deps.cgroups.remove(container.cgroup);
+    }
+    container.cgroup = '';
+    container.pending = undefined;
+    await saveContainer(container);
+  }
+
+  /** Kills every process of a cgroup and waits (a bounded while) until the kernel has let them all go. */
+  private async emptyCgroup(cgroup: string): Promise<void> {
+    const pids = async (): Promise<number[]> => this.deps.cgroups.pids(cgroup).catch(() => []);
+    for (let i = 0; i < 100; i++) {
+      const left = await pids();
+      if (left.length === 0) return;
+      for (const pid of left) signalProcess(pid, 'SIGKILL');
+      // SIGKILLed processes take a moment to leave their cgroup; it cannot be removed before.
+      await sleep(20);
+    }
   }
 
   /** Output to the log and to attach sessions; the exit recorded when it comes. */
@@ -262,7 +335,7 @@ export class ContainerService {
     container.exitCode = exit.exitCode;
     container.reason = exitReason(exit.exitCode, oomKilled);
     container.message = exit.exitCode === UNKNOWN_EXIT.exitCode ? UNKNOWN_EXIT_MESSAGE : '';
-    container.finishedAt = now();
+    container.finishedAt = nowNanos();
     container.process = undefined;
     transition(container, 'exited');
     await this.killLeftovers(container);
@@ -289,7 +362,7 @@ export class ContainerService {
     await this.locks.with(container.id, async () => {
       if (container.state === 'created') {
         transition(container, 'exited');
-        container.finishedAt = now();
+        container.finishedAt = nowNanos();
         await saveContainer(container);
         return;
       }
@@ -299,7 +372,7 @@ export class ContainerService {
       const signal = this.stopSignal(container);
       signalProcess(process.pid, signal);
       const exited = live?.exited ?? processGone(process.pid, process.startTime);
-      const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutSeconds * 1000).then(() => true)]);
+      const timedOut = await Promise.race([exited.then(() => false), sleepSeconds(timeoutSeconds).then(() => true)]);
       if (timedOut) {
         log.info({ containerId: container.id, signal, timeoutSeconds }, 'container did not stop in time: SIGKILL');
         // The container's processes, not its monitor: the monitor sees the kill, records it (137,
@@ -317,27 +390,31 @@ export class ContainerService {
     return (fromImage !== '' ? fromImage : 'SIGTERM') as NodeJS.Signals;
   }
 
-  /** RemoveContainer: stops it if running, then its rootfs, cgroup and state. Idempotent. */
+  /**
+   * RemoveContainer: stops it if running, then its cgroup, rootfs and state; `remove` is
+   * recorded as pending first, so a crash half-way is finished at the next start. Idempotent.
+   */
   async remove(idOrPrefix: string): Promise<void> {
     const container = this.store.find(idOrPrefix);
     if (container === undefined) return;
     await this.stop(container.id, 0);
-    await this.locks.with(container.id, async () => {
+    const removed = await this.locks.with(container.id, async () => {
+      // A concurrent RemoveContainer may have done it while this one waited.
+      if (this.store.find(container.id) !== container) return false;
+      container.pending = 'remove';
+      await saveContainer(container);
       await this.live.get(container.id)?.exited;
       if (container.cgroup !== '') {
-        // SIGKILLed processes take a moment to leave their cgroup; it cannot be removed before.
-        await this.killLeftovers(container);
-        for (let i = 0; i < 100 && (await this.deps.cgroups.pids(container.cgroup).catch(() => [])).length > 0; i++)
-          await sleep(20);
+        await this.emptyCgroup(container.cgroup);
         await this.deps.cgroups.remove(container.cgroup);
       }
-      await this.deps.images.releaseRootfs(container.imageId, container.id, container.dir);
-      await deleteContainerDir(container);
+      await this.removeFolder(container.id, container.dir);
       this.live.delete(container.id);
       this.store.delete(container.id);
       this.store.releaseName(containerName(container.sandboxId, container.config));
+      return true;
     });
-    this.deps.events.publish('deleted', container.id, container.sandboxId);
+    if (removed) this.deps.events.publish('deleted', container.id, container.sandboxId);
   }
 
   async get(idOrPrefix: string): Promise<Container> {
@@ -392,6 +469,7 @@ export class ContainerService {
    * code. With a timeout the command is killed when it runs out (CRI: DeadlineExceeded).
    */
   async execSync(idOrPrefix: string, argv: string[], timeoutSeconds: number): Promise<ExecResult> {
+    if (timeoutSeconds < 0) throw new InvalidArgumentError(`exec timeout ${String(timeoutSeconds)} must not be negative`);
     const process = await this.startExec(idOrPrefix, argv);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
@@ -401,7 +479,7 @@ export class ContainerService {
     const drained = Promise.all([streamClosed(process.stdout), streamClosed(process.stderr)]);
     process.stdin?.end();
     const timeout =
-      timeoutSeconds > 0 ? sleep(timeoutSeconds * 1000).then(() => 'timeout' as const) : new Promise<never>(() => undefined);
+      timeoutSeconds > 0 ? sleepSeconds(timeoutSeconds).then(() => 'timeout' as const) : new Promise<never>(() => undefined);
     const result = await Promise.race([process.exited, timeout]);
     if (result === 'timeout') {
       // The exec leads a process group of its own (nsexec): kill all it started, then it.
@@ -429,13 +507,15 @@ export class ContainerService {
     if (argv.length === 0) throw new InvalidArgumentError('exec: cmd must not be empty');
     const cgroup = container.cgroup;
     const image = this.image(container);
+    const env = containerEnv(container.config, image);
+    checkExecArgs(argv, env, 'exec');
     return this.deps.launcher.exec({
       containerPid: container.process.namespacePid,
       config: container.config,
       user: container.user,
       stateDir: container.dir,
       argv,
-      env: containerEnv(container.config, image),
+      env,
       cwd: containerWorkingDir(container.config, image),
       tty,
       placeInCgroup: (pid) => this.deps.cgroups.addProcess(cgroup, pid),

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ContainerConfig } from '../generated/api.js';
-import { loadRecords, saveRecord } from '../persist.js';
+import { loadRecords, saveRecord, type LoadedRecords } from '../persist.js';
 import type { Container } from './container.js';
 
 /** Containers on disk: <root_dir>/containers/<id>/container.json. */
@@ -30,7 +30,7 @@ export async function saveContainer(container: Container): Promise<void> {
   await saveRecord(container.dir, RECORD, record);
 }
 
-export function loadContainers(rootDir: string): Promise<Container[]> {
+export function loadContainers(rootDir: string): Promise<LoadedRecords<Container>> {
   return loadRecords(containersDir(rootDir), RECORD, (json) => {
     const record = json as ContainerRecord;
     return {
@@ -39,6 +39,8 @@ export function loadContainers(rootDir: string): Promise<Container[]> {
       createdAt: BigInt(record.createdAt),
       startedAt: BigInt(record.startedAt),
       finishedAt: BigInt(record.finishedAt),
+      // Records of an icetray before crash recovery have nothing pending.
+      pending: (record as Partial<ContainerRecord>).pending ?? undefined,
     };
   });
 }

@@ -12,6 +12,26 @@ export async function unmountAndRemove(path: string, recursive = false): Promise
   await rm(path, { recursive, force: true });
 }
 
+/**
+ * Unmounts every mount at or below `dir`, deepest first: what a crash left mounted under a pod's
+ * or a container's folder (namespace pins, /dev/shm, a rootfs), whatever icetray recorded of it.
+ */
+export async function unmountAllUnder(dir: string): Promise<void> {
+  const below = (await mountPoints()).filter((point) => point === dir || point.startsWith(`${dir}/`));
+  for (const point of below.sort((a, b) => b.length - a.length)) {
+    // A mount something still uses (a shell's cwd) is detached now and goes when released.
+    await run('umount', [point]).catch(() => run('umount', ['--lazy', point]));
+  }
+}
+
+/** The mount points of icetray's mount namespace, in mountinfo order. */
+async function mountPoints(): Promise<string[]> {
+  return (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => unescape(line.split(' ')[4] ?? ''));
+}
+
 /** The mount that holds a path, as /proc/self/mountinfo describes it. */
 export interface MountInfo {
   mountPoint: string;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -24,6 +24,18 @@ export function processStartTime(pid: number): string | undefined {
 /** The inode of a namespace file (/proc/<pid>/ns/net or a pinned copy): equal inodes, same namespace. */
 export async function namespaceInode(path: string): Promise<number> {
   return (await stat(path)).ino;
+}
+
+/** nsfs, the filesystem of /proc/<pid>/ns/* links and of their bind mounts (linux/magic.h NSFS_MAGIC). */
+const NSFS_MAGIC = 0x6e736673;
+
+/** Whether `path` is a namespace: a live pin (bind mount of /proc/<pid>/ns/…), not the empty file under it. */
+export function isNamespaceFile(path: string): boolean {
+  try {
+    return path !== '' && statfsSync(path).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 /** Sends a signal; false when the process is already gone. */

@@ -5,7 +5,7 @@ import type { Config } from '../config/config.js';
 import { UnavailableError } from '../errors.js';
 import { log } from '../log.js';
 import { CommandError, run } from '../os/exec.js';
-import type { PodNetwork } from './sandbox.js';
+import { isNamespaceFile } from '../os/proc-stat.js';
 
 /**
  * The pod network, as containerd and CRI-O do it: icetray does not make interfaces itself, it
@@ -48,6 +48,21 @@ export function defaultConflist(config: Pick<Config, 'podCidr' | 'rootDir'>): Co
       { type: 'portmap', capabilities: { portMappings: true } },
     ],
   };
+}
+
+export interface PodNetwork {
+  /** The conflist's network name ('' when the pod got loopback only: no CNI plugins). */
+  name: string;
+  ip: string;
+  additionalIps: string[];
+  /** The last plugin's CNI result, kept for DEL's prevResult and for `inspectp`. */
+  result: unknown;
+  /**
+   * The network config ADD used, kept with the pod as libcni caches it: CHECK and DEL use this
+   * one, so an edited or removed conflist cannot strand a pod's address. Undefined only in
+   * records of an older icetray.
+   */
+  conflist?: Conflist | undefined;
 }
 
 /** The network icetray will use: the first config file in the dir, in name order (libcni's rule). */
@@ -201,8 +216,16 @@ function portmapIpv6CheckBug(plugin: { type?: unknown }, network: PodNetwork, er
 
 /** Sets a pod's network up and down through CNI ADD/CHECK/DEL. */
 export interface PodNetworkManager {
-  setUp(pod: PodAttachment): Promise<PodNetwork>;
+  /** The network a new pod joins: the config in force, or undefined when its plugins are missing (loopback only). */
+  choose(): Promise<Conflist | undefined>;
+  /** `lo` up, then CNI ADD of `conflist`; when ADD fails, DEL of whatever it did, then the error. */
+  setUp(pod: PodAttachment, conflist: Conflist | undefined): Promise<PodNetwork>;
   check(pod: PodAttachment, network: PodNetwork): Promise<void>;
+  /**
+   * CNI DEL of every plugin, in reverse order, each one tried even when one before it failed,
+   * so that a plugin refusing DEL (portmap with a bad mapping) cannot keep bridge and IPAM
+   * from releasing the veth and the address. The first failure is thrown after all ran.
+   */
   tearDown(pod: PodAttachment, network: PodNetwork | undefined): Promise<void>;
 }
 
@@ -298,15 +321,19 @@ function podIps(result: unknown): { ip: string; additionalIps: string[] } {
 }
 
 export function cniNetworkManager(config: Pick<Config, 'cniConfDir' | 'cniBinDirs' | 'podCidr' | 'rootDir'>): PodNetworkManager {
+  const inForce = async (network: PodNetwork): Promise<Conflist> => network.conflist ?? (await loadNetwork(config)).conflist;
   return {
-    async setUp(pod) {
-      await loopbackUp(config, pod);
+    async choose() {
       const { conflist } = await loadNetwork(config);
-      if ((await missingPlugins(config.cniBinDirs, conflist)).length > 0) {
-        // The degraded mode the Status condition explains: a private netns with loopback only.
-        log.warn({ podSandboxId: pod.sandboxId }, 'CNI plugins missing: the pod gets loopback only');
-        return { name: '', ip: '', additionalIps: [], result: undefined };
-      }
+      if ((await missingPlugins(config.cniBinDirs, conflist)).length === 0) return conflist;
+      // The degraded mode the Status condition explains: a private netns with loopback only.
+      log.warn('CNI plugins missing: new pods get loopback only');
+      return undefined;
+    },
+
+    async setUp(pod, conflist) {
+      await loopbackUp(config, pod);
+      if (conflist === undefined) return { name: '', ip: '', additionalIps: [], result: undefined };
       let result: unknown;
       try {
         for (const plugin of conflist.plugins) {
@@ -314,17 +341,17 @@ export function cniNetworkManager(config: Pick<Config, 'cniConfDir' | 'cniBinDir
         }
       } catch (err) {
         // CNI spec: after a failed ADD the runtime calls DEL, so plugins release what they took.
-        await this.tearDown(pod, { name: conflist.name, ip: '', additionalIps: [], result }).catch((delErr: unknown) => {
-          log.error({ err: delErr, podSandboxId: pod.sandboxId }, 'CNI DEL after a failed ADD failed');
-        });
+        await this.tearDown(pod, { name: conflist.name, ip: '', additionalIps: [], result, conflist }).catch((delErr: unknown) =>
+          log.error({ err: delErr, podSandboxId: pod.sandboxId }, 'CNI DEL after a failed ADD failed'),
+        );
         throw err;
       }
-      return { name: conflist.name, ...podIps(result), result };
+      return { name: conflist.name, ...podIps(result), result, conflist };
     },
 
     async check(pod, network) {
       if (network.name === '') return;
-      const { conflist } = await loadNetwork(config);
+      const conflist = await inForce(network);
       for (const plugin of conflist.plugins) {
         await execPlugin(config, 'CHECK', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, network.result)).catch(
           (err: unknown) => {
@@ -335,12 +362,18 @@ export function cniNetworkManager(config: Pick<Config, 'cniConfDir' | 'cniBinDir
     },
 
     async tearDown(pod, network) {
-      if (network?.name === '') return;
-      const { conflist } = await loadNetwork(config);
-      // DEL runs the chain in reverse, each plugin seeing the ADD result.
+      if (network === undefined || network.name === '') return;
+      const conflist = await inForce(network);
+      // CNI spec: DEL may come when the netns is gone already (pause died, a crash undone): then
+      // CNI_NETNS is empty and the plugins release what is theirs outside it (the address, rules).
+      const target = { ...pod, netns: isNamespaceFile(pod.netns) ? pod.netns : '' };
+      let failure: Error | undefined;
       for (const plugin of [...conflist.plugins].reverse()) {
-        await execPlugin(config, 'DEL', pod, POD_IFNAME, pluginConf(conflist, plugin, pod, network?.result));
+        await execPlugin(config, 'DEL', target, POD_IFNAME, pluginConf(conflist, plugin, target, network.result)).catch(
+          (err: unknown) => (failure ??= err instanceof Error ? err : new Error(String(err))),
+        );
       }
+      if (failure !== undefined) throw failure;
     },
   };
 }

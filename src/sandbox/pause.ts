@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, UnavailableError } from '../errors.js';
 import { CommandError, run } from '../os/exec.js';
 import { processStartTime, signalProcess } from '../os/proc-stat.js';
+import { processesByArgs } from '../os/process-scan.js';
 import type { PauseProcess, PodNamespace } from './sandbox.js';
 
 /** What the pause process must set up before it starts waiting. */
@@ -11,11 +12,15 @@ export interface PauseSpec {
   hostname: string;
   /** Namespaced sysctls, validated beforehand (sysctls.ts); pause refuses any other. */
   sysctls: Record<string, string>;
+  /** A mark in pause's arguments (the sandbox folder), by which `find` knows it after a crash. */
+  label: string;
 }
 
 /** Starts, watches and stops pause processes: the one OS-facing part of a sandbox's lifecycle. */
 export interface PauseLauncher {
   start(spec: PauseSpec): Promise<PauseProcess>;
+  /** The live pause processes started with this label: how a pause is found whose pid was never recorded. */
+  find(label: string): PauseProcess[];
   isAlive(pause: PauseProcess): Promise<boolean>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   stop(pause: PauseProcess, graceMs: number): Promise<void>;
@@ -44,6 +49,7 @@ export function nativePauseLauncher(pauseBinary: string): PauseLauncher {
       const args = ['-d', ...spec.namespaces.map((ns) => FLAGS[ns])];
       if (spec.namespaces.includes('uts')) args.push('-H', spec.hostname);
       for (const [key, value] of Object.entries(spec.sysctls)) args.push('-S', `${key}=${value}`);
+      args.push('-I', spec.label);
       let stdout: string;
       try {
         ({ stdout } = await run(pauseBinary, args));
@@ -60,6 +66,10 @@ export function nativePauseLauncher(pauseBinary: string): PauseLauncher {
         throw new UnavailableError(`the pause process (pid "${stdout.trim()}") exited right after it started`);
       }
       return { pid, startTime };
+    },
+
+    find(label) {
+      return processesByArgs((args) => args[0] === pauseBinary && args[1] === '-d' && args.at(-1) === label);
     },
 
     isAlive(pause) {

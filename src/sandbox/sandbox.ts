@@ -1,5 +1,6 @@
 import { FailedPreconditionError } from '../errors.js';
 import { NamespaceMode, type PodSandboxConfig } from '../generated/api.js';
+import type { PodNetwork } from './network.js';
 
 /**
  * A pod sandbox and its states.
@@ -22,15 +23,6 @@ export interface PauseProcess {
   startTime: string;
 }
 
-export interface PodNetwork {
-  /** The conflist's network name, needed again for CNI DEL. */
-  name: string;
-  ip: string;
-  additionalIps: string[];
-  /** The last plugin's CNI result, kept for DEL's prevResult and for `inspectp`. */
-  result: unknown;
-}
-
 export interface Sandbox {
   id: string;
   /** The config as the kubelet sent it (metadata, labels, annotations, dns, ports, linux). */
@@ -49,9 +41,21 @@ export interface Sandbox {
   dir: string;
   /** The pod's /dev/shm (a tmpfs its containers share), when it has its own IPC namespace. */
   shm: string | undefined;
-  /** The pod's cgroup (its containers' go inside) and pause's, as the cgroup driver named them. */
-  cgroup: { pod: string; pause: string };
+  /**
+   * The pod's cgroup (its containers' go inside) and pause's, as the cgroup driver names them.
+   * `podOwned`: icetray chose the pod cgroup (no cgroup_parent) and so removes it; one the
+   * kubelet named is the kubelet's to remove.
+   */
+  cgroup: { pod: string; pause: string; podOwned: boolean };
+  /**
+   * An operation in flight, recorded before its first step and cleared after its last: what an
+   * icetray restarted after a crash must undo (run) or finish (stop, remove) before it serves.
+   */
+  pending: SandboxOperation | undefined;
 }
+
+/** The operations that change a pod on the node in several steps. */
+export type SandboxOperation = 'run' | 'stop' | 'remove';
 
 const TRANSITIONS: Record<SandboxState, readonly SandboxState[]> = {
   ready: ['notready'],

@@ -1,7 +1,6 @@
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PodSandboxConfig } from '../generated/api.js';
-import { loadRecords, saveRecord } from '../persist.js';
+import { loadRecords, saveRecord, type LoadedRecords } from '../persist.js';
 import type { Sandbox } from './sandbox.js';
 
 /** Sandboxes on disk: <root_dir>/sandboxes/<id>/sandbox.json. */
@@ -26,17 +25,20 @@ export async function saveSandbox(sandbox: Sandbox): Promise<void> {
   await saveRecord(sandbox.dir, RECORD, record);
 }
 
-export function loadSandboxes(rootDir: string): Promise<Sandbox[]> {
+export function loadSandboxes(rootDir: string): Promise<LoadedRecords<Sandbox>> {
   return loadRecords(sandboxesDir(rootDir), RECORD, (json) => {
-    const record = json as SandboxRecord;
+    // Records of an icetray before crash recovery lack `pending` and `cgroup.podOwned`.
+    const record = json as Omit<SandboxRecord, 'cgroup'> & {
+      cgroup: Omit<Sandbox['cgroup'], 'podOwned'> & { podOwned?: boolean };
+    };
+    const config = PodSandboxConfig.decode(Buffer.from(record.config, 'base64'));
     return {
       ...record,
-      config: PodSandboxConfig.decode(Buffer.from(record.config, 'base64')),
+      config,
       createdAt: BigInt(record.createdAt),
+      // Nothing was pending then; the pod cgroup was icetray's when it chose it.
+      pending: record.pending,
+      cgroup: { ...record.cgroup, podOwned: record.cgroup.podOwned ?? (config.linux?.cgroupParent ?? '') === '' },
     };
   });
-}
-
-export async function deleteSandboxDir(sandbox: Pick<Sandbox, 'dir'>): Promise<void> {
-  await rm(sandbox.dir, { recursive: true, force: true });
 }

@@ -1,3 +1,4 @@
+import { nowNanos } from '../time.js';
 import {
   ContainerStats,
   ContainerStatsResponse,
@@ -39,7 +40,7 @@ export async function toContainerStats(runtime: Runtime, container: Container): 
     labels: container.config.labels,
     annotations: container.config.annotations,
   };
-  const timestamp = BigInt(Date.now()) * 1_000_000n;
+  const timestamp = nowNanos();
   if (container.cgroup === '') return ContainerStats.create({ attributes, cpu: { timestamp }, memory: { timestamp } });
   const stats = await runtime.cgroups.stats(container.cgroup);
   return ContainerStats.create({ attributes, ...cpuAndMemory(stats) });

@@ -1,3 +1,4 @@
+import { nowNanos } from '../time.js';
 import { FilesystemUsage, ImageFsInfoResponse, type ImageFsInfoRequest } from '../generated/api.js';
 import type { ImageStore } from '../images/store.js';
 
@@ -9,7 +10,7 @@ import type { ImageStore } from '../images/store.js';
 export async function imageFsInfo(store: ImageStore, _request: ImageFsInfoRequest): Promise<ImageFsInfoResponse> {
   const usage = await store.usage();
   const filesystem = FilesystemUsage.create({
-    timestamp: BigInt(Date.now()) * 1_000_000n,
+    timestamp: nowNanos(),
     fsId: { mountpoint: store.root },
     usedBytes: { value: usage.bytes },
     inodesUsed: { value: usage.inodes },

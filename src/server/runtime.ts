@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { checkDriverRecord } from '../cgroups/state-record.js';
 import { createDriver, type CgroupDriver } from '../cgroups/driver.js';
+import { containerCgroupPath } from '../cgroups/names.js';
 import { ImageStore } from '../images/store.js';
 import { imageStoreDir } from '../images/usage.js';
 import { NSEXEC_BINARY, PAUSE_BINARY } from '../paths.js';
@@ -43,7 +44,7 @@ export interface RuntimeOverrides {
   procSys?: string;
 }
 
-/** Builds the runtime and reloads the pods a previous run left. */
+/** Builds the runtime, reloads the pods a previous run left, and finishes what a crash left half-done. */
 export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const { config } = loaded;
   const pauseBinary = overrides.pauseBinary ?? PAUSE_BINARY;
@@ -77,9 +78,12 @@ export async function createRuntime(loaded: LoadedConfig, overrides: RuntimeOver
     cgroups,
     launcher: nsexecLauncher(NSEXEC_BINARY),
     events,
-    podCgroup: (sandbox) => sandbox.cgroup.pod,
+    cgroupOf: (sandbox, containerId) => containerCgroupPath(config.cgroupDriver, sandbox.cgroup.pod, containerId),
   });
+  // Before serving, what a crash interrupted is finished or undone: containers first, since a
+  // pod's teardown needs its containers gone (ContainerService.load), then the pods.
   await containers.load();
+  await sandboxes.recover();
   const streaming = await startStreamingServer({
     host: config.streamServerAddress,
     port: config.streamServerPort,
