@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from './errors.js';
+import { quote } from './validate.js';
 
 /** A new 64-hex-digit id, the shape containerd and CRI-O use for sandboxes and containers. */
 export function newId(): string {
@@ -20,7 +21,7 @@ export class IdStore<T extends { id: string }> {
   reserveName(name: string, id: string): void {
     const holder = this.names.get(name);
     if (holder !== undefined && holder !== id) {
-      throw new AlreadyExistsError(`${this.kind} name "${name}" is reserved for ${this.kind} "${holder}"`);
+      throw new AlreadyExistsError(`${this.kind} name ${quote(name)} is reserved for ${this.kind} "${holder}"`);
     }
     this.names.set(name, id);
   }
@@ -45,7 +46,7 @@ export class IdStore<T extends { id: string }> {
     let found: T | undefined;
     for (const [id, item] of this.byId) {
       if (!id.startsWith(idOrPrefix)) continue;
-      if (found !== undefined) throw new InvalidArgumentError(`${this.kind} id prefix "${idOrPrefix}" is ambiguous`);
+      if (found !== undefined) throw new InvalidArgumentError(`${this.kind} id prefix ${quote(idOrPrefix)} is ambiguous`);
       found = item;
     }
     return found;
@@ -54,7 +55,8 @@ export class IdStore<T extends { id: string }> {
   /** Like `find`, but an unknown id is NotFound. */
   get(idOrPrefix: string): T {
     const item = this.find(idOrPrefix);
-    if (item === undefined) throw new NotFoundError(`${this.kind} "${idOrPrefix}" not found`);
+    // The id is cut: an id is the client's input, and a megabyte of it has no place in a log.
+    if (item === undefined) throw new NotFoundError(`${this.kind} ${quote(idOrPrefix)} not found`);
     return item;
   }
 

@@ -28,7 +28,7 @@ describe('CRI container logs', () => {
     );
   });
 
-  it('writes one F entry per line and keeps the streams apart', async () => {
+  it('writes one F entry per line, keeps the streams apart, and ends an unfinished last line with P (issue #16)', async () => {
     const path = await logFile();
     const writer = await ContainerLogWriter.open(path);
     const out = new PassThrough();
@@ -45,7 +45,7 @@ describe('CRI container logs', () => {
       ['stdout', 'F', 'hello World'],
       ['stdout', 'F', 'second line'],
       ['stderr', 'F', 'oops'],
-      ['stdout', 'F', 'no newline at the end'],
+      ['stdout', 'P', 'no newline at the end'],
     ]);
   });
 

@@ -1,5 +1,6 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { constants, type WriteStream } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { FailedPreconditionError, messageOf } from '../errors.js';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -59,17 +60,26 @@ export class ContainerLogWriter {
   /** Closes the current file and opens `path` anew (created if the rotator moved it away). */
   async reopen(): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true });
-    const next = createWriteStream(this.path, { flags: 'a' });
-    await new Promise<void>((resolve, reject) => {
-      next.once('open', () => resolve());
-      next.once('error', reject);
+    // Not through a symlink, and only a regular file: a log path must not become a way to
+    // append container output to some other file, a FIFO or a device. Root and its group read it.
+    const handle = await open(
+      this.path,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o640,
+    ).catch((err: unknown) => {
+      throw new FailedPreconditionError(`cannot open the log file ${this.path}: ${messageOf(err)}`, { cause: err });
     });
+    if (!(await handle.stat()).isFile()) {
+      await handle.close();
+      throw new FailedPreconditionError(`the log path ${this.path} is not a regular file`);
+    }
+    const next = handle.createWriteStream();
     const previous = this.file;
     this.file = next;
     if (previous !== undefined) await new Promise<void>((resolve) => previous.end(resolve));
   }
 
-  /** Copies a stream into the log until it ends; complete lines become F entries. */
+  /** Copies a stream into the log until it ends; complete lines become F entries, an unfinished last one a P. */
   follow(stream: LogStream, source: Readable): Promise<void> {
     if (source.closed) return Promise.resolve(); // nothing more will come: close() must not wait for it
     const done = new Promise<void>((resolve) => {
@@ -97,10 +107,14 @@ export class ContainerLogWriter {
     this.pending.set(stream, buffered.slice(cut));
   }
 
-  /** Writes out what is left of a stream's last line (its end: F). */
+  /**
+   * Writes out what is left of a stream when it ends: a last line without its newline is a P
+   * entry, as containerd writes it, so that readers (the kubelet's `FallbackToLogsOnError`
+   * termination message, `crictl logs`) do not add a newline the program never printed.
+   */
   flush(stream: LogStream): void {
     const rest = this.pending.get(stream) ?? '';
-    if (rest !== '') this.emit(stream, rest, true);
+    if (rest !== '') this.emit(stream, rest, false);
     this.pending.delete(stream);
   }
 

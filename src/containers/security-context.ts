@@ -9,6 +9,7 @@ import {
   type LinuxContainerSecurityContext,
   type Mount,
 } from '../generated/api.js';
+import { checkAbsolutePath } from '../validate.js';
 import { validateSeccomp } from './seccomp.js';
 
 /**
@@ -100,8 +101,10 @@ export function validateMounts(mounts: readonly Mount[]): void {
     if (mount.image !== undefined && mount.image.image !== '') {
       throw new UnimplementedError(`mount ${mount.containerPath}: image volumes are not supported`);
     }
-    if (!mount.containerPath.startsWith('/'))
-      throw new InvalidArgumentError(`mount container_path "${mount.containerPath}" must be absolute`);
+    // Both are paths of a filesystem, never relative to icetray's working directory; the
+    // container path is resolved inside the rootfs (nsexec), so ".." could only be an attempt to leave it.
+    checkAbsolutePath(mount.hostPath, 'mount host_path');
+    checkAbsolutePath(mount.containerPath, 'mount container_path');
     if (mount.recursiveReadOnly) {
       // CRI: "when set to true, readonly must be explicitly set to true, and propagation must be PRIVATE".
       if (!mount.readonly)
