@@ -81,4 +81,19 @@ describe('CRI resources to cgroup files', () => {
     expect(podResources(r({ cpuShares: 2n }), r({ memoryLimitInBytes: 100n }))).toMatchObject({ memoryLimitInBytes: 0n });
     expect(podResources(undefined, r({ cpuShares: 10n }))?.cpuShares).toBe(10n);
   });
+
+  it.each(['abc', '0,,1', '1-0', '-1', '0-', ' 0', '0-99999999'])(
+    'refuses the cpuset %j as InvalidArgument, before the kernel sees it',
+    (cpus) => {
+      expect(() => resourceWrites(r({ cpusetCpus: cpus }), 1)).toThrow(InvalidArgumentError);
+      expect(() => resourceWrites(r({ cpusetMems: cpus }), 2)).toThrow(InvalidArgumentError);
+    },
+  );
+
+  it('takes cpusets in the kernel list format', () => {
+    expect(resourceWrites(r({ cpusetCpus: '0-1,3', cpusetMems: '0' }), 1)).toEqual([
+      { file: 'cpuset.cpus', value: '0-1,3' },
+      { file: 'cpuset.mems', value: '0' },
+    ]);
+  });
 });

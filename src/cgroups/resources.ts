@@ -64,6 +64,23 @@ function checkUnifiedKey(key: string): string {
   return key;
 }
 
+/**
+ * cpuset.cpus and cpuset.mems take the kernel's list format ("0-3,8,10-11"; cpuset(7)). A value
+ * out of that grammar would reach the kernel only to be refused, or, empty items and all, be
+ * read as an empty set in which no process can run.
+ */
+function checkCpuList(value: string, field: string): string {
+  const items = value.split(',');
+  const valid =
+    value.length <= 1024 &&
+    items.every((item) => {
+      const match = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(item);
+      return match !== null && (match[2] === undefined || Number(match[1]) <= Number(match[2]));
+    });
+  if (!valid) throw new InvalidArgumentError(`${field} ${JSON.stringify(value.slice(0, 80))} is not a list like "0-3,8"`);
+  return value;
+}
+
 function positive(value: bigint): boolean {
   return value > 0n;
 }
@@ -98,8 +115,8 @@ export function resourceWrites(r: LinuxContainerResources, version: 1 | 2): File
     if (swap !== undefined) add('memory.swap.max', swap);
     for (const h of r.hugepageLimits) add(`hugetlb.${checkPageSize(h.pageSize)}.max`, h.limit);
   }
-  if (r.cpusetCpus !== '') add('cpuset.cpus', r.cpusetCpus);
-  if (r.cpusetMems !== '') add('cpuset.mems', r.cpusetMems);
+  if (r.cpusetCpus !== '') add('cpuset.cpus', checkCpuList(r.cpusetCpus, 'cpuset_cpus'));
+  if (r.cpusetMems !== '') add('cpuset.mems', checkCpuList(r.cpusetMems, 'cpuset_mems'));
   // The unified map is written last so that it overrides, as runc applies it (runtime-spec, "Unified").
   for (const [key, value] of unified) add(checkUnifiedKey(key), value);
   return writes;
