@@ -17,8 +17,8 @@ export class CommandError extends Error {
 }
 
 export interface RunOptions {
-  /** Written to the command's stdin. */
-  input?: string;
+  /** Written to the command's stdin (bytes for a binary input, such as a device program). */
+  input?: string | Uint8Array;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
 }
