@@ -18,6 +18,8 @@ export interface Hierarchy {
   name: string;
   dir: string;
   controllers: string[];
+  /** A cgroup v2 mount: the whole tree on v2, the "unified" one beside v1 controllers (hybrid mode). */
+  v2: boolean;
 }
 
 function errno(err: unknown): string | undefined {
@@ -55,7 +57,8 @@ export class CgroupTree {
   static async open(root: string): Promise<CgroupTree> {
     const v2Controllers = await readOptional(join(root, 'cgroup.controllers'));
     if (v2Controllers !== undefined) {
-      return new CgroupTree(root, 2, [{ name: '', dir: root, controllers: v2Controllers.trim().split(/\s+/).filter(Boolean) }]);
+      const controllers = v2Controllers.trim().split(/\s+/).filter(Boolean);
+      return new CgroupTree(root, 2, [{ name: '', dir: root, controllers, v2: true }]);
     }
     const hierarchies: Hierarchy[] = [];
     const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
@@ -66,8 +69,9 @@ export class CgroupTree {
       if ((await readOptional(join(dir, 'cgroup.procs'))) === undefined) continue;
       // A v2 mount beside v1 ones (hybrid mode) and the named systemd hierarchy hold no v1
       // resource files: processes are placed in them only so that every hierarchy agrees.
-      const placementOnly = entry.name === 'systemd' || (await readOptional(join(dir, 'cgroup.controllers'))) !== undefined;
-      hierarchies.push({ name: entry.name, dir, controllers: placementOnly ? [] : entry.name.split(',') });
+      const v2 = (await readOptional(join(dir, 'cgroup.controllers'))) !== undefined;
+      const placementOnly = entry.name === 'systemd' || v2;
+      hierarchies.push({ name: entry.name, dir, controllers: placementOnly ? [] : entry.name.split(','), v2 });
     }
     if (hierarchies.length === 0) {
       throw new UnavailableError(
@@ -89,6 +93,16 @@ export class CgroupTree {
 
   private pick(names: readonly string[] | undefined): readonly Hierarchy[] {
     return names === undefined ? this.hierarchies : this.hierarchies.filter((h) => names.includes(h.name));
+  }
+
+  /**
+   * The cgroup's folder in the v2 hierarchy, where device programs attach (device-program.ts); on
+   * a hybrid host the one in "unified", which the kernel checks as well as the v1 controllers.
+   * Undefined when no v2 hierarchy is mounted.
+   */
+  v2Dir(cgroup: string): string | undefined {
+    const hierarchy = this.hierarchies.find((h) => h.v2);
+    return hierarchy === undefined ? undefined : join(hierarchy.dir, normalizePath(cgroup));
   }
 
   /** The folder holding a file of a cgroup, or undefined when its controller is not mounted. */

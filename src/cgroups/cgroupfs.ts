@@ -1,7 +1,12 @@
+import { UnavailableError } from '../errors.js';
 import type { LinuxContainerResources } from '../generated/api.js';
 import { log } from '../log.js';
+import { attachDeviceFilter } from '../os/device-filter.js';
+import { Rollback } from '../rollback.js';
 import type { CgroupTree } from './cgroup-files.js';
-import type { CgroupDriver, PodCgroupSpec } from './driver.js';
+import { deviceProgram } from './device-program.js';
+import { DEFAULT_DEVICE_ACCESS, devicePolicy, writeV1Devices, type DeviceAccess, type DevicePolicy } from './devices.js';
+import type { CgroupDriver, DeviceFilterAttacher, PodCgroupSpec } from './driver.js';
 import { cgroupfsContainerPath, cgroupfsPodPath, podKey } from './names.js';
 import { podResources, resourceWrites } from './resources.js';
 import { readOomKilled, readStats, type CgroupStats } from './stats.js';
@@ -13,7 +18,11 @@ import { readOomKilled, readStats, type CgroupStats } from './stats.js';
 export class CgroupfsDriver implements CgroupDriver {
   readonly name = 'cgroupfs';
 
-  constructor(private readonly tree: CgroupTree) {}
+  constructor(
+    private readonly tree: CgroupTree,
+    /** Attaches a device program to a v2 folder: nsexec device-filter, or a test's recorder. */
+    private readonly attachFilter: DeviceFilterAttacher = attachDeviceFilter,
+  ) {}
 
   get version(): 1 | 2 {
     return this.tree.version;
@@ -27,20 +36,40 @@ export class CgroupfsDriver implements CgroupDriver {
     return path;
   }
 
-  async createContainer(podCgroup: string, id: string, resources?: LinuxContainerResources): Promise<string> {
+  async createContainer(
+    podCgroup: string,
+    id: string,
+    resources?: LinuxContainerResources,
+    devices: DeviceAccess = DEFAULT_DEVICE_ACCESS,
+  ): Promise<string> {
     const path = cgroupfsContainerPath(podCgroup, id);
-    await this.tree.create(path);
-    if (resources !== undefined) {
-      try {
-        await this.tree.apply(path, resourceWrites(resources, this.version));
-      } catch (err) {
-        await this.tree
-          .remove(path)
-          .catch((undo: unknown) => log.error({ err: undo, cgroup: path }, 'failed to remove a half-made cgroup'));
-        throw err;
-      }
+    // A malformed device is refused before anything is made.
+    const policy = devicePolicy(devices);
+    return Rollback.run(async (rollback) => {
+      // Pushed first: a create that failed half-way may have made the folder in some hierarchies.
+      rollback.push('remove the half-made cgroup', () => this.tree.remove(path));
+      await this.tree.create(path);
+      if (resources !== undefined) await this.tree.apply(path, resourceWrites(resources, this.version));
+      await this.restrictDevices(path, policy);
+      return path;
+    });
+  }
+
+  /**
+   * The device allowlist, in place before any process joins: with every mechanism the host has,
+   * so that on a hybrid host neither the v1 controller nor the v2 program is the only guard.
+   */
+  private async restrictDevices(cgroup: string, policy: DevicePolicy): Promise<void> {
+    const v1 = this.tree.hasController('devices');
+    const v2Dir = this.tree.v2Dir(cgroup);
+    if (policy.kind === 'allowlist' && !v1 && v2Dir === undefined) {
+      throw new UnavailableError(
+        `cannot restrict the devices of cgroup "${cgroup}": neither the v1 devices controller nor a cgroup v2 hierarchy is mounted`,
+      );
     }
-    return path;
+    if (v1) await writeV1Devices(this.tree, cgroup, policy);
+    // Allow-all needs no program: with none attached, the kernel asks only the ancestors' programs.
+    if (v2Dir !== undefined && policy.kind === 'allowlist') await this.attachFilter(v2Dir, deviceProgram(policy.rules));
   }
 
   addProcess(cgroup: string, pid: number): Promise<void> {

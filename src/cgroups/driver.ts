@@ -5,6 +5,7 @@ import { FailedPreconditionError } from '../errors.js';
 import type { LinuxContainerResources } from '../generated/api.js';
 import { CgroupTree } from './cgroup-files.js';
 import { CgroupfsDriver } from './cgroupfs.js';
+import type { DeviceAccess } from './devices.js';
 import type { CgroupStats } from './stats.js';
 import { SystemdDriver } from './systemd.js';
 import { connectSystemd } from './systemd-bus.js';
@@ -37,8 +38,13 @@ export interface CgroupDriver {
    * the kubelet has sized. A cgroup_parent of the other driver's kind is an InvalidArgumentError.
    */
   createPod(spec: PodCgroupSpec): Promise<string>;
-  /** A container's (or the pause's, with the sandbox id) cgroup inside its pod's; processes join with addProcess. */
-  createContainer(podCgroup: string, id: string, resources?: LinuxContainerResources): Promise<string>;
+  /**
+   * A container's (or the pause's, with the sandbox id) cgroup inside its pod's; processes join with
+   * addProcess. `devices` is what its processes may open or mknod (devices.ts): left out, the
+   * default set, never "all". It is in force before the first process runs: cgroupfs sets it
+   * here, systemd when addProcess starts the scope. A malformed device is an InvalidArgumentError.
+   */
+  createContainer(podCgroup: string, id: string, resources?: LinuxContainerResources, devices?: DeviceAccess): Promise<string>;
   /** Places a process, typically one blocked before exec, so it never runs user code outside the cgroup. */
   addProcess(cgroup: string, pid: number): Promise<void>;
   /** New limits on a cgroup (UpdateContainerResources); unspecified (zero) values are left as they are. */
@@ -57,6 +63,9 @@ export interface CgroupDriver {
   close(): Promise<void>;
 }
 
+/** Attaches a cgroup v2 device program (device-program.ts) to a cgroup folder: src/os/device-filter.ts. */
+export type DeviceFilterAttacher = (cgroupDir: string, program: Uint8Array) => Promise<void>;
+
 export interface DriverOptions {
   name: CgroupDriverName;
   /** The cgroup mount root; default /sys/fs/cgroup under systemdRoot. Tests pass a folder of their own. */
@@ -69,13 +78,15 @@ export interface DriverOptions {
   systemdRoot?: string;
   /** systemd only: systemd's PID as icetray sees it (1 on a systemd host), to give it PIDs it can see. */
   systemdPid?: number;
+  /** How device programs are attached; default nsexec device-filter. Tests on a fake tree pass a recorder. */
+  deviceFilter?: DeviceFilterAttacher;
 }
 
 /** Builds the configured driver, detecting the cgroup version; fails with the reason when it cannot work here. */
 export async function createDriver(options: DriverOptions): Promise<CgroupDriver> {
   const systemdRoot = options.systemdRoot ?? '/';
   const tree = await CgroupTree.open(options.root ?? join(systemdRoot, 'sys/fs/cgroup'));
-  if (options.name === 'cgroupfs') return new CgroupfsDriver(tree);
+  if (options.name === 'cgroupfs') return new CgroupfsDriver(tree, options.deviceFilter);
   // sd_booted(3): systemd creates /run/systemd/system early at boot when it is PID 1.
   const booted = join(systemdRoot, 'run/systemd/system');
   try {
@@ -87,5 +98,5 @@ export async function createDriver(options: DriverOptions): Promise<CgroupDriver
     );
   }
   const manager = await connectSystemd(`unix:path=${join(systemdRoot, 'run/dbus/system_bus_socket')}`);
-  return new SystemdDriver(manager, tree, options.systemdPid ?? 1);
+  return new SystemdDriver(manager, tree, options.systemdPid ?? 1, options.deviceFilter);
 }
