@@ -1,7 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupTree } from '../src/cgroups/cgroup-files.js';
+import { DEFAULT_DEVICE_ACCESS, devicePolicy, parseDevicesList, samePolicy } from '../src/cgroups/devices.js';
 import { createDriver, type CgroupDriver } from '../src/cgroups/driver.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { LinuxContainerResources } from '../src/generated/api.js';
@@ -132,6 +135,84 @@ describe.skipIf(why !== undefined)(
       expect(await systemd.systemctl('is-active', 'icetray-c2.scope')).not.toBe('active');
     });
 
+    /**
+     * Runs device checks in a new scope's first process and returns "ok" or the error of each. The
+     * process shares the host's mount namespace (only its PID namespace is systemd's), so it
+     * writes its answers to a host folder; then it sleeps, so that the scope (which ends with its
+     * last process) can still be inspected.
+     */
+    const deviceProbe = async (cgroup: string, placer: CgroupDriver = driver): Promise<Record<string, string>> => {
+      const dir = await mkdtemp(join(tmpdir(), 'icetray-systemd-devices-'));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const checks: [string, string][] = [
+        ['read /dev/null', 'cat /dev/null'],
+        ['read /dev/urandom', 'dd if=/dev/urandom of=/dev/null bs=8 count=1'],
+        ['open /dev/ptmx', 'exec 3<>/dev/ptmx'],
+        ['open /dev/kmsg', 'exec 3</dev/kmsg'],
+        ['mknod loop0', `mknod ${dir}/loop0 b 7 0`],
+        ['read the mknod loop0', `dd if=${dir}/loop0 of=/dev/null bs=512 count=1`],
+      ];
+      const script = checks
+        .map(([name, cmd]) => `if out=$( (${cmd}) 2>&1); then echo "${name}=ok"; else echo "${name}=$(echo $out)"; fi`)
+        .join('\n');
+      const p = await systemd.spawnInside([
+        'sh',
+        '-c',
+        `{ ${script}\n} > ${dir}/results.tmp; mv ${dir}/results.tmp ${dir}/results; exec sleep 600`,
+      ]);
+      processes.push(p);
+      await placer.addProcess(cgroup, p.pid);
+      p.go();
+      for (let i = 0; i < 100 && !existsSync(join(dir, 'results')); i++) await new Promise((r) => setTimeout(r, 50));
+      const text = await readFile(join(dir, 'results'), 'utf8');
+      return Object.fromEntries(
+        text
+          .trim()
+          .split('\n')
+          .map((line) => line.split('=', 2) as [string, string]),
+      );
+    };
+
+    it('gives a scope the default device allowlist as DevicePolicy=strict: systemd alone refuses a device outside it', async (ctx) => {
+      ctx.skip(!existsSync('/dev/loop0'), 'needs /dev/loop0 (block 7:0) to attack');
+      // A driver that attaches no program of its own: what is denied here, systemd's DevicePolicy denied.
+      const skipped: string[] = [];
+      const systemdOnly = await createDriver({
+        name: 'systemd',
+        systemdRoot: systemd.root,
+        systemdPid: systemd.pid,
+        deviceFilter: (dir) => {
+          skipped.push(dir);
+          return Promise.resolve();
+        },
+      });
+      cleanups.push(() => systemdOnly.close());
+      const cgroup = await systemdOnly.createContainer(podSlice, 'dev1');
+      const results = await deviceProbe(cgroup, systemdOnly);
+      // Where systemd mounted a v2 hierarchy beside v1 (hybrid), icetray's driver would have added its program.
+      expect(skipped).toEqual(tree.hierarchies.some((h) => h.v2) ? [tree.v2Dir(cgroup)] : []);
+      expect(await systemd.systemctl('show', '-p', 'DevicePolicy', '--value', 'icetray-dev1.scope')).toBe('strict');
+      expect(await systemd.systemctl('show', '-p', 'DeviceAllow', '--value', 'icetray-dev1.scope')).toContain('char-136 rwm');
+      if (tree.version === 1) {
+        const list = file(cgroup, 'devices.list');
+        expect(samePolicy(parseDevicesList(list), devicePolicy(DEFAULT_DEVICE_ACCESS))).toBe(true);
+      }
+      for (const name of ['read /dev/null', 'read /dev/urandom', 'open /dev/ptmx', 'mknod loop0'])
+        expect(results[name], name).toBe('ok');
+      for (const name of ['open /dev/kmsg', 'read the mknod loop0'])
+        expect(results[name], name).toMatch(/Operation not permitted/);
+    });
+
+    it('leaves a privileged scope unrestricted (DevicePolicy=auto, no DeviceAllow)', async (ctx) => {
+      ctx.skip(!existsSync('/dev/loop0'), 'needs /dev/loop0 (block 7:0)');
+      const cgroup = await driver.createContainer(podSlice, 'dev2', undefined, { privileged: true, nodes: [] });
+      const results = await deviceProbe(cgroup);
+      expect(await systemd.systemctl('show', '-p', 'DevicePolicy', '--value', 'icetray-dev2.scope')).toBe('auto');
+      expect(Object.values(results)).toEqual(Array<string>(6).fill('ok'));
+      await Promise.all(processes.map((p) => p.kill()));
+      for (const unit of ['dev1', 'dev2']) await driver.remove(`${podSlice}/icetray-${unit}.scope`);
+    });
+
     it('removes the container scope and the pod slice: no unit and no cgroup is left in any hierarchy', async () => {
       const cgroup = `${podSlice}/icetray-c1.scope`;
       await Promise.all(processes.map((p) => p.kill()));
@@ -139,7 +220,12 @@ describe.skipIf(why !== undefined)(
       await driver.remove(podSlice);
       expect(await systemd.systemctl('is-active', 'icetray-c1.scope')).not.toBe('active');
       expect(await systemd.systemctl('is-active', 'kubepods-burstable-pod6f1a_44c2_9b1e.slice')).not.toBe('active');
-      for (const dir of [...tree.dirs(cgroup), ...tree.dirs(podSlice), ...tree.dirs('/test.slice/icetray-c2.scope')])
+      for (const dir of [
+        ...tree.dirs(cgroup),
+        ...tree.dirs(podSlice),
+        ...tree.dirs('/test.slice/icetray-c2.scope'),
+        ...tree.dirs(`${podSlice}/icetray-dev1.scope`),
+      ])
         expect(existsSync(dir)).toBe(false);
     });
   },

@@ -1,11 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import dbus from 'dbus-next';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
 import type { LinuxContainerResources } from '../generated/api.js';
 import { log } from '../log.js';
+import { attachDeviceFilter } from '../os/device-filter.js';
 import type { CgroupTree } from './cgroup-files.js';
-import type { CgroupDriver, PodCgroupSpec } from './driver.js';
+import { deviceProgram } from './device-program.js';
+import {
+  checkV1Devices,
+  DEFAULT_DEVICE_ACCESS,
+  devicePolicy,
+  type DeviceAccess,
+  type DevicePolicy,
+  type DeviceRule,
+} from './devices.js';
+import type { CgroupDriver, DeviceFilterAttacher, PodCgroupSpec } from './driver.js';
 import { systemdContainerPath, systemdPodPath, unitOf, podKey } from './names.js';
 import { DEFAULT_CPU_PERIOD, podResources, resourceWrites, sharesToWeight, swapToV2 } from './resources.js';
 import { readOomKilled, readStats, type CgroupStats } from './stats.js';
@@ -72,6 +82,37 @@ export function unitProperties(r: LinuxContainerResources, version: 1 | 2): Unit
   return props;
 }
 
+/**
+ * A rule as a DeviceAllow= entry (systemd.resource-control(5)). systemd (≥ 240) reads major and
+ * minor straight from a /dev/char/M:m or /dev/block/M:m path, with no node needed at that path;
+ * "char-136" is a whole major, "char-*" every device of a type. (Named groups such as
+ * "char-pts" are looked up in /proc/devices, which can match more majors than meant: not used.)
+ */
+function deviceAllowEntry(rule: DeviceRule): [string, string] {
+  const group = rule.type === 'c' ? 'char' : 'block';
+  if (rule.major === '*') {
+    // No systemd spelling exists for "any major, this minor"; no rule of icetray's has that shape.
+    if (rule.minor !== '*') throw new InvalidArgumentError(`device rule ${group} *:${rule.minor} cannot be given to systemd`);
+    return [`${group}-*`, rule.access];
+  }
+  if (rule.minor === '*') return [`${group}-${rule.major}`, rule.access];
+  return [`/dev/${group}/${rule.major}:${rule.minor}`, rule.access];
+}
+
+/**
+ * The scope's device properties. "strict" allows exactly the DeviceAllow= entries, so the
+ * allowlist is the same table under both drivers ("closed" would add systemd's own pseudo-device
+ * list, which varies by version). Allow-all is "auto" with no entries (systemd then writes
+ * `devices.allow a` on v1 and attaches no program on v2).
+ */
+export function deviceProperties(policy: DevicePolicy): UnitProperty[] {
+  const entries = policy.kind === 'all' ? [] : policy.rules.map(deviceAllowEntry);
+  return [
+    ['DevicePolicy', new dbus.Variant('s', policy.kind === 'all' ? 'auto' : 'strict')],
+    ['DeviceAllow', new dbus.Variant('a(ss)', entries)],
+  ];
+}
+
 /** Reads the PID a process has in the PID namespace `level` deep (the NSpid line of /proc/<pid>/status). */
 async function pidAtLevel(pid: number, level: number): Promise<number> {
   if (level === 0) return pid;
@@ -84,14 +125,16 @@ async function pidAtLevel(pid: number, level: number): Promise<number> {
 
 export class SystemdDriver implements CgroupDriver {
   readonly name = 'systemd';
-  /** Resources of containers whose scope starts with their first process (a scope cannot be empty). */
-  private readonly pending = new Map<string, LinuxContainerResources | undefined>();
+  /** Resources and devices of containers whose scope starts with their first process (a scope cannot be empty). */
+  private readonly pending = new Map<string, { resources: LinuxContainerResources | undefined; devices: DevicePolicy }>();
   private level: number | undefined;
 
   constructor(
     private readonly manager: SystemdManager,
     private readonly tree: CgroupTree,
     private readonly systemdPid: number,
+    /** Attaches a device program to a v2 folder: nsexec device-filter, or a test's recorder. */
+    private readonly attachFilter: DeviceFilterAttacher = attachDeviceFilter,
   ) {}
 
   get version(): 1 | 2 {
@@ -142,9 +185,15 @@ export class SystemdDriver implements CgroupDriver {
     return path;
   }
 
-  createContainer(podCgroup: string, id: string, resources?: LinuxContainerResources): Promise<string> {
+  createContainer(
+    podCgroup: string,
+    id: string,
+    resources?: LinuxContainerResources,
+    devices: DeviceAccess = DEFAULT_DEVICE_ACCESS,
+  ): Promise<string> {
     const path = systemdContainerPath(podCgroup, id);
-    this.pending.set(path, resources);
+    // Checked now, so that a malformed device fails the caller before any process starts.
+    this.pending.set(path, { resources, devices: devicePolicy(devices) });
     return Promise.resolve(path);
   }
 
@@ -153,12 +202,13 @@ export class SystemdDriver implements CgroupDriver {
    * Delegate=yes hands the scope's cgroup to icetray, so later ones (exec) are written to it directly.
    */
   async addProcess(cgroup: string, pid: number): Promise<void> {
-    if (!this.pending.has(cgroup)) {
+    const pending = this.pending.get(cgroup);
+    if (pending === undefined) {
       // Only where the scope exists: systemd realizes a unit in the v1 controllers it accounts, not in all.
       await this.tree.addProcess(cgroup, pid, await this.tree.presentIn(cgroup));
       return;
     }
-    const resources = this.pending.get(cgroup);
+    const { resources, devices } = pending;
     const slice = unitOf(posix.dirname(cgroup));
     await this.manager.startTransientUnit(unitOf(cgroup), [
       ...this.baseProperties(`icetray container ${unitOf(cgroup)}`),
@@ -166,6 +216,7 @@ export class SystemdDriver implements CgroupDriver {
       ['Delegate', new dbus.Variant('b', true)],
       ['PIDs', new dbus.Variant('au', [await this.busPid(pid)])],
       ...(resources === undefined ? [] : unitProperties(resources, this.version)),
+      ...deviceProperties(devices),
     ]);
     this.pending.delete(cgroup);
     const own = this.ownHierarchies;
@@ -174,6 +225,32 @@ export class SystemdDriver implements CgroupDriver {
       await this.tree.addProcess(cgroup, pid, own);
     }
     if (resources !== undefined) await this.writeFiles(cgroup, resources);
+    await this.confirmDevices(cgroup, devices);
+  }
+
+  /**
+   * systemd applies DeviceAllow= best-effort (a v1 write it cannot make is logged at debug level),
+   * so before the process runs icetray confirms the allowlist itself: on v1 it reads devices.list
+   * back; in the v2 hierarchy (pure v2, or "unified" on a hybrid host, where systemd attaches
+   * nothing) it attaches its own program beside systemd's, as runc does. Either failing, or
+   * neither being possible, fails the start.
+   */
+  private async confirmDevices(cgroup: string, policy: DevicePolicy): Promise<void> {
+    const present = await this.tree.presentIn(cgroup);
+    let confirmed = false;
+    const devices = this.tree.hierarchies.find((h) => h.controllers.includes('devices'));
+    if (devices !== undefined && present.includes(devices.name)) {
+      await checkV1Devices(this.tree, cgroup, policy);
+      confirmed = true;
+    }
+    const v2 = this.tree.hierarchies.find((h) => h.v2);
+    const v2Dir = this.tree.v2Dir(cgroup);
+    if (policy.kind === 'allowlist' && v2 !== undefined && v2Dir !== undefined && present.includes(v2.name)) {
+      await this.attachFilter(v2Dir, deviceProgram(policy.rules));
+      confirmed = true;
+    }
+    if (policy.kind === 'allowlist' && !confirmed)
+      throw new UnavailableError(`cannot confirm the device allowlist of unit ${unitOf(cgroup)}: it has no devices cgroup`);
   }
 
   private async busPid(pid: number): Promise<number> {
