@@ -63,9 +63,10 @@ const rule = (type: 'c' | 'b', major: number | '*', minor: number | '*', access:
  *
  * Two of runc's additions are decided differently, by one test: does the rule let a container read
  * or write something? The "m" rules do not: a node a container makes is inert unless an r or w rule
- * also names it (the kernel checks again at open), and image builds, package installs (makedev,
- * debootstrap) and tar extraction inside containers mknod nodes they never open, so refusing them
- * would break workloads that run under every other runtime. runc's tun rule (c 10:200 rwm, kept
+ * also names it (the kernel checks again at open). They are needed: nsexec mknods the container's
+ * /dev nodes from inside its cgroup, a device granted only "r" included, and image builds,
+ * package installs (makedev, debootstrap) and tar extraction inside containers mknod nodes they
+ * never open, so refusing them would break workloads that run under every other runtime. runc's tun rule (c 10:200 rwm, kept
  * there only for compatibility with old Docker) does give access, to a kernel interface: it is
  * left out, and a pod that needs /dev/net/tun asks for it in `devices`, as it must with
  * containerd's list. (A node made in a volume the host shares is one a host process could be
