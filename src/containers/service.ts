@@ -18,6 +18,7 @@ import type { SandboxService } from '../sandbox/service.js';
 import { IdStore, newId } from '../store.js';
 import { nowNanos, sleepSeconds } from '../time.js';
 import { checkAbsolutePath, checkExecArgs, checkLine, pathInside } from '../validate.js';
+import { containerDevices } from './devices.js';
 import { containerName, exitReason, transition, type Container, type ContainerState } from './container.js';
 import { ContainerLogWriter } from './logs.js';
 import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
@@ -121,6 +122,7 @@ export class ContainerService {
     validateSecurityContext(config.linux?.securityContext);
     validateMounts(config.mounts);
     checkAbsolutePath(containerWorkingDir(config, image), 'working_dir');
+    await containerDevices(config);
 
     return this.deps.sandboxes.withReady(sandboxId, async (sandbox) => {
       // CRI: log_path is relative to the pod's log_directory, and must stay inside it.
