@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, messageOf } from '../errors.js';
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
-import { CommandError, run } from '../os/exec.js';
+import { run } from '../os/exec.js';
+import { unmountIfMounted } from '../os/mount.js';
 import { writeAtomic } from '../persist.js';
 import { buildBusyboxImage, buildPauseImage, type LocalImage } from './pause-image.js';
 import { choosePlatform, imageUser, parseConfig, parseManifest, sha256, type Descriptor, type ImageConfig } from './oci.js';
@@ -655,12 +656,7 @@ export class ImageStore {
   releaseRootfs(_imageId: string, containerId: string, containerDir: string): Promise<void> {
     return this.lock.with('store', async () => {
       const rootfs = join(containerDir, 'rootfs');
-      try {
-        await run('umount', [rootfs]);
-      } catch (err) {
-        const message = err instanceof CommandError ? err.stderr : '';
-        if (!/not mounted|no such file|No such file/i.test(message)) throw err;
-      }
+      await unmountIfMounted(rootfs);
       for (const dir of ['rootfs', 'upper', 'work']) await rm(join(containerDir, dir), { recursive: true, force: true });
       this.uses.delete(containerId);
       await rm(this.path('uses', containerId), { force: true });

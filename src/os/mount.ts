@@ -1,14 +1,22 @@
 import { readFile, rm } from 'node:fs/promises';
-import { CommandError, run } from './exec.js';
+import { run } from './exec.js';
 
-/** Unmounts and deletes a mount point; one already unmounted or gone is fine (removal is idempotent). */
-export async function unmountAndRemove(path: string, recursive = false): Promise<void> {
+/**
+ * Unmounts `path` if something is mounted there. umount's answer alone cannot tell "nothing was
+ * mounted" (a pin file a crash left before its bind mount) from a real failure, and its wording
+ * varies: when it fails, the mount table decides.
+ */
+export async function unmountIfMounted(path: string): Promise<void> {
   try {
     await run('umount', [path]);
   } catch (err) {
-    const message = err instanceof CommandError ? err.stderr : '';
-    if (!/not mounted|no such file|No such file/i.test(message)) throw err;
+    if ((await mountPoints()).includes(path)) throw err;
   }
+}
+
+/** Unmounts and deletes a mount point; one already unmounted or gone is fine (removal is idempotent). */
+export async function unmountAndRemove(path: string, recursive = false): Promise<void> {
+  await unmountIfMounted(path);
   await rm(path, { recursive, force: true });
 }
 
