@@ -1,24 +1,27 @@
-import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, realpath, rename, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable, type Duplex } from 'node:stream';
-import { FailedPreconditionError, UnavailableError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, messageOf, ResourceExhaustedError, UnavailableError } from '../errors.js';
 import { MountPropagation, NamespaceMode, type ContainerConfig } from '../generated/api.js';
-import { startChild } from '../os/child.js';
+import { startChild, type ChildProcess } from '../os/child.js';
 import { mountHolding } from '../os/mount.js';
-import { closeChildEnds, makePipes, reopenPipe } from '../os/pipe.js';
+import { closeChildEnds, closePipes, makePipes, reopenPipe } from '../os/pipe.js';
 import { processGone, processStartTime } from '../os/proc-stat.js';
+import type { DeviceNode } from './devices.js';
 import type { LaunchRequest, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
-import { seccompProfile } from './seccomp.js';
+import { renderProfile, seccompProfile } from './seccomp.js';
 import { capabilityMask, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ProcessUser } from './security-context.js';
 
 /**
  * The launcher: native/nsexec.c does the privileged steps in order (cgroup placement, namespaces,
  * mounts, pivot_root, user, capabilities, no_new_privs, seccomp, exec); this module decides the
  * arguments from the CRI config. The process waits on fd 3 until icetray has placed it in its
- * cgroup, and reports a failure before exec on fd 4 (its end of file means it exec'd); with a
- * tty, fd 5 carries the terminal's control lines (its size, the end of input). Its stdin,
- * stdout and stderr are kernel pipes.
+ * cgroup, then answers on the same channel with one line, "PID OOM_SCORE_ADJ\n": the pid of
+ * the container's process and the oom_score_adj in effect for it. It reports a failure before
+ * exec on fd 4 (its end of file means it exec'd); with a tty, fd 5 carries the terminal's
+ * control lines (its size, the end of input). Its stdin, stdout and stderr are kernel pipes.
  */
 /** How a process ended, as shells and the kubelet count it: its code, or 128 + the signal's number. */
 function exitOf(code: number | null, signal: NodeJS.Signals | null): ProcessExit {
@@ -74,18 +77,26 @@ async function checkPropagation(source: string, propagation: MountPropagation): 
     );
 }
 
+/** nsexec's arguments for one bind: the paths whole (they may hold colons), then its flags. */
+function bindArgs(source: string, target: string, flags: readonly string[]): string[] {
+  return ['--bind', source, '--bind-to', target, ...(flags.length > 0 ? ['--bind-flags', flags.join(',')] : [])];
+}
+
 async function mountArgs(request: LaunchRequest): Promise<string[]> {
   const context = request.config.linux?.securityContext;
-  const args = ['--bind', `${request.podFiles.hostname}:/etc/hostname`, '--bind', `${request.podFiles.hosts}:/etc/hosts`];
-  args.push('--bind', `${request.podFiles.resolvConf}:/etc/resolv.conf${context?.readonlyRootfs === true ? ':ro' : ''}`);
+  const args = [
+    ...bindArgs(request.podFiles.hostname, '/etc/hostname', []),
+    ...bindArgs(request.podFiles.hosts, '/etc/hosts', []),
+    ...bindArgs(request.podFiles.resolvConf, '/etc/resolv.conf', context?.readonlyRootfs === true ? ['ro'] : []),
+  ];
   for (const mount of request.config.mounts) {
     // containerd creates a missing host path as a folder; a symlink is followed to its target.
     await mkdir(mount.hostPath, { recursive: true }).catch(() => undefined);
     const source = await realpath(mount.hostPath);
     await checkPropagation(source, mount.propagation);
     const readonly = mount.recursiveReadOnly ? 'rro' : mount.readonly ? 'ro' : '';
-    const flags = [readonly, ...mount.mountOptions, PROPAGATION_FLAGS[mount.propagation]].filter(Boolean);
-    args.push('--bind', [source, mount.containerPath, ...flags].join(':'));
+    const flags = [readonly, ...mount.mountOptions, PROPAGATION_FLAGS[mount.propagation] ?? ''].filter(Boolean);
+    args.push(...bindArgs(source, mount.containerPath, flags));
   }
   const privileged = context?.privileged === true;
   const masked = privileged ? [] : (context?.maskedPaths.length ?? 0) > 0 ? (context?.maskedPaths ?? []) : DEFAULT_MASKED_PATHS;
@@ -104,22 +115,47 @@ async function mountArgs(request: LaunchRequest): Promise<string[]> {
   return args;
 }
 
-/** User, capabilities, no_new_privs and seccomp: the same for the container and its execs. */
+/**
+ * The device nodes, as nsexec's --device TYPE:MAJOR:MINOR:MODE:UID:GID:PATH (mode in octal; the
+ * path last, so that it may hold colons). `devices` is undefined only from a caller that does
+ * not fill LaunchRequest.devices yet: no extra nodes then.
+ */
+function deviceArgs(devices: readonly DeviceNode[] | undefined): string[] {
+  return (devices ?? []).flatMap((d) => [
+    '--device',
+    [d.type, d.major, d.minor, d.fileMode.toString(8), d.uid, d.gid, d.path].join(':'),
+  ]);
+}
+
+/** The kernel's limit on supplementary groups (NGROUPS_MAX), read once. */
+const NGROUPS_MAX = Number(readFileSync('/proc/sys/kernel/ngroups_max', 'utf8').trim()) || 65536;
+
+/** User, capabilities, no_new_privs, seccomp and oom_score_adj: the same for the container and its execs. */
 async function processArgs(config: ContainerConfig, user: ProcessUser, stateDir: string): Promise<string[]> {
+  if (user.groups.length > NGROUPS_MAX)
+    throw new InvalidArgumentError(
+      `${user.groups.length} supplementary groups: the kernel allows at most ${NGROUPS_MAX} (NGROUPS_MAX)`,
+    );
   const context = config.linux?.securityContext;
   const args = ['--uid', String(user.uid), '--gid', String(user.gid), ...user.groups.flatMap((g) => ['--group', String(g)])];
   args.push('--caps', capabilityMask(context).toString(16));
   if (context?.noNewPrivs === true) args.push('--no-new-privs');
   const profile = await seccompProfile(context);
   if (profile !== undefined) {
+    // Written aside and renamed into place: an nsexec starting meanwhile (another exec) reads
+    // the whole old file or the whole new one, never half of one.
     const file = join(stateDir, 'seccomp.profile');
-    await writeFile(file, profile);
+    const partial = `${file}.${String(process.pid)}-${String(nextProfile++)}`;
+    await writeFile(partial, renderProfile(profile), { mode: 0o600 });
+    await rename(partial, file);
     args.push('--seccomp', file);
   }
   const oom = config.linux?.resources?.oomScoreAdj ?? 0n;
   if (oom !== 0n) args.push('--oom-score-adj', String(oom));
   return args;
 }
+
+let nextProfile = 0;
 
 interface Stdio {
   /** Whether the process gets a stdin icetray can write to (else /dev/null). */
@@ -147,7 +183,49 @@ function terminalInput(pipe: Writable, terminal: Writable): Writable {
   });
 }
 
-/** Starts nsexec, places it in its cgroup, lets it go, and waits until it exec'd or failed. */
+/**
+ * What a failed spawn means for the caller: a request too large or malformed is the client's
+ * error (InvalidArgument), no descriptor or process left is ResourceExhausted; anything else
+ * means nsexec cannot run here.
+ */
+function spawnFailure(err: unknown, nsexec: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'E2BIG') return new InvalidArgumentError('command and environment too large for exec (E2BIG)', { cause: err });
+  if (code === 'ERR_INVALID_ARG_VALUE')
+    return new InvalidArgumentError('command, environment and paths must not contain NUL bytes', { cause: err });
+  if (code === 'EMFILE' || code === 'ENFILE' || code === 'EAGAIN')
+    return new ResourceExhaustedError(`cannot start a process now (${code})`, { cause: err });
+  return new UnavailableError(`failed to start ${nsexec}: ${messageOf(err)}`, { cause: err });
+}
+
+/** A NUL byte cannot pass through exec(2): said here, naming the field, rather than by spawn. */
+function checkNoNul(values: readonly string[], what: string): void {
+  const i = values.findIndex((value) => value.includes('\0'));
+  if (i >= 0) throw new InvalidArgumentError(`${what}[${i}] contains a NUL byte`);
+}
+
+/** The environment as spawn takes it; an entry without "=" is a variable with an empty value. */
+function environmentOf(env: readonly string[]): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    env.map((entry) => {
+      const eq = entry.indexOf('=');
+      return eq < 0 ? [entry, ''] : [entry.slice(0, eq), entry.slice(eq + 1)];
+    }),
+  );
+}
+
+/** nsexec's answer on the sync channel, "PID OOM_SCORE_ADJ\n" (see the header comment). */
+function parseSyncLine(line: string, fallbackPid: number): { namespacePid: number; oomScoreAdj: number } {
+  const [pid = '', oom = ''] = line.trim().split(' ');
+  return { namespacePid: Number.parseInt(pid, 10) || fallbackPid, oomScoreAdj: Number.parseInt(oom, 10) || 0 };
+}
+
+/**
+ * Starts nsexec, places it in its cgroup, lets it go, and waits until it exec'd or failed.
+ * Whatever fails on the way — the spawn, the cgroup, nsexec's own steps, anything thrown — the
+ * process is killed and awaited and every descriptor opened for it is closed before the error
+ * goes on: a failed start leaves nothing behind.
+ */
 async function launch(
   nsexec: string,
   args: string[],
@@ -155,64 +233,76 @@ async function launch(
   stdio: Stdio,
   placeInCgroup: (pid: number) => Promise<void>,
 ): Promise<RunningProcess> {
-  const environment = Object.fromEntries(
-    env.map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
-  );
+  checkNoNul(args, 'argument');
+  checkNoNul(env, 'env');
   const pipes = await makePipes(stdio.dir, stdio.stdin ? ['in', 'out', 'out'] : ['out', 'out']);
   const [stdin, stdout, stderr] = stdio.stdin ? pipes : [undefined, ...pipes];
-  if (stdout === undefined || stderr === undefined) throw new Error('makePipes returned too few pipes');
-  // On failure icetray's pipe ends go too: nothing will read or write them.
-  const dropPipes = (): void => pipes.forEach((pipe) => pipe.stream.destroy());
-  // fd 3: the cgroup handshake, fd 4: errors before exec, fd 5 (tty): the terminal's control lines.
-  const control = ['--sync-fd', '3', '--error-fd', '4', ...(stdio.tty ? ['--tty', '--control-fd', '5'] : [])];
-  const child = startChild(nsexec, [...control, ...args], {
-    env: environment,
-    stdio: [stdin?.childFd ?? 'ignore', stdout.childFd, stderr.childFd],
-    extraPipes: stdio.tty ? 3 : 2,
-  });
-  closeChildEnds(pipes);
-  const [, , , sync, errors, terminal] = child.stdio as unknown as [null, null, null, Duplex, Readable, Writable | undefined];
-  const exited = new Promise<ProcessExit>((resolve) => child.once('exit', (code, signal) => resolve(exitOf(code, signal))));
-  if (child.pid === undefined) {
-    dropPipes();
-    throw new UnavailableError(`failed to start ${nsexec}`);
-  }
-  let report = '';
-  errors.on('data', (chunk: Buffer) => (report += chunk.toString()));
-  // nsexec answers the go byte with the pid of the container's process (its child after a fork
-  // into a PID namespace, else itself) and closes the channel.
-  let pidLine = '';
-  const told = new Promise<void>((resolve) => {
-    sync.on('data', (chunk: Buffer) => (pidLine += chunk.toString()));
-    sync.once('end', () => resolve());
-    sync.once('close', () => resolve());
-  });
-  const reported = new Promise<void>((resolve) => errors.once('close', () => resolve()));
+  let child: ChildProcess | undefined;
+  let exited: Promise<ProcessExit> | undefined;
   try {
-    await placeInCgroup(child.pid);
+    if (stdout === undefined || stderr === undefined) throw new Error('makePipes returned too few pipes');
+    // fd 3: the cgroup handshake, fd 4: errors before exec, fd 5 (tty): the terminal's control lines.
+    const control = ['--sync-fd', '3', '--error-fd', '4', ...(stdio.tty ? ['--tty', '--control-fd', '5'] : [])];
+    child = await startChild(nsexec, [...control, ...args], {
+      env: environmentOf(env),
+      stdio: [stdin?.childFd ?? 'ignore', stdout.childFd, stderr.childFd],
+      extraPipes: stdio.tty ? 3 : 2,
+    }).catch((err: unknown) => {
+      throw spawnFailure(err, nsexec);
+    });
+    const started = child;
+    exited = new Promise<ProcessExit>((resolve) => started.once('exit', (code, signal) => resolve(exitOf(code, signal))));
+    closeChildEnds(pipes);
+    const [, , , sync, errors, terminal] = child.stdio as unknown as [null, null, null, Duplex, Readable, Writable | undefined];
+    // A channel whose other end is gone (nsexec died) must not throw: its 'close' says enough.
+    for (const channel of [sync, errors, terminal]) channel?.on('error', () => undefined);
+    let report = '';
+    errors.on('data', (chunk: Buffer) => (report += chunk.toString()));
+    // nsexec answers the go byte with its line on the sync channel and closes it.
+    let syncLine = '';
+    const told = new Promise<void>((resolve) => {
+      sync.on('data', (chunk: Buffer) => (syncLine += chunk.toString()));
+      sync.once('end', () => resolve());
+      sync.once('close', () => resolve());
+    });
+    const reported = new Promise<void>((resolve) => errors.once('close', () => resolve()));
+    const pid = child.pid ?? 0;
+    await placeInCgroup(pid);
+    sync.write('g');
+    await Promise.all([reported, told]);
+    sync.destroy();
+    if (report !== '') throw new FailedPreconditionError(`failed to start the container process: ${report}`);
+    return {
+      pid,
+      ...parseSyncLine(syncLine, pid),
+      stdout: stdout.stream,
+      stderr: stderr.stream,
+      stdin: terminal === undefined || stdin === undefined ? stdin?.stream : terminalInput(stdin.stream, terminal),
+      resize:
+        terminal === undefined ? undefined : (size) => terminal.write(`size ${String(size.width)} ${String(size.height)}\n`),
+      exited,
+    };
   } catch (err) {
-    child.kill('SIGKILL');
-    dropPipes();
+    if (child !== undefined) {
+      child.kill('SIGKILL');
+      await exited;
+      for (const stream of child.stdio) stream?.destroy();
+    }
+    closePipes(pipes);
     throw err;
   }
-  sync.write('g');
-  await Promise.all([reported, told]);
-  sync.destroy();
-  if (report !== '') {
-    await exited;
-    dropPipes();
-    throw new FailedPreconditionError(`failed to start the container process: ${report}`);
+}
+
+/** The oom_score_adj of a running process, from /proc (0 when it cannot be read: the kernel's default). */
+function oomScoreAdjOf(...pids: number[]): number {
+  for (const pid of pids) {
+    try {
+      return Number.parseInt(readFileSync(`/proc/${String(pid)}/oom_score_adj`, 'utf8'), 10);
+    } catch {
+      // gone or not readable: try the next one
+    }
   }
-  terminal?.on('error', () => undefined); // the process is gone: a late line has nowhere to go
-  return {
-    pid: child.pid,
-    namespacePid: Number.parseInt(pidLine, 10) || child.pid,
-    stdout: stdout.stream,
-    stderr: stderr.stream,
-    stdin: terminal === undefined || stdin === undefined ? stdin?.stream : terminalInput(stdin.stream, terminal),
-    resize: terminal === undefined ? undefined : (size) => terminal.write(`size ${String(size.width)} ${String(size.height)}\n`),
-    exited,
-  };
+  return 0;
 }
 
 /** Where nsexec's monitor records how the container ended ("exit N" or "signal N"). */
@@ -243,6 +333,8 @@ export function nsexecLauncher(nsexec: string): LauncherPort {
       return {
         pid: process.pid,
         namespacePid: process.namespacePid,
+        // The container's own process is the one whose value counts (the monitor has the same).
+        oomScoreAdj: oomScoreAdjOf(process.namespacePid, process.pid),
         stdout,
         stderr,
         stdin: undefined,
@@ -255,6 +347,7 @@ export function nsexecLauncher(nsexec: string): LauncherPort {
 
     async start(request) {
       const args = [...namespaceArgs(request), '--rootfs', request.rootfs, ...(await mountArgs(request))];
+      args.push(...deviceArgs(request.devices));
       args.push(...(await processArgs(request.config, request.user, request.stateDir)));
       args.push('--exit-file', exitFile(request.stateDir), '--cwd', request.cwd, '--', ...request.argv);
       const stdio = { stdin: request.config.stdin, tty: request.config.tty, dir: request.stateDir };

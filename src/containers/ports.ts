@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { LinuxContainerResources } from '../generated/api.js';
 import type { ContainerProcess } from './container.js';
+import type { DeviceNode } from './devices.js';
 import type { ProcessUser } from './security-context.js';
 import type { TerminalSize } from '../streaming/backend.js';
 import type { ImageProcessDefaults } from './process-spec.js';
@@ -49,6 +50,12 @@ export interface RunningProcess {
   pid: number;
   /** The process that is in the container's namespaces, for exec and inspection. */
   namespacePid: number;
+  /**
+   * The oom_score_adj really in effect for the process: what the config asked, or the value it
+   * kept when the kernel refused a lower one (lowering needs CAP_SYS_RESOURCE; the start goes
+   * on, as containerd's restrict_oom_score_adj does).
+   */
+  oomScoreAdj: number;
   stdout: Readable;
   stderr: Readable;
   stdin: Writable | undefined;
@@ -78,6 +85,11 @@ export interface LaunchRequest {
   user: ProcessUser;
   /** The container's own folder, for files the launcher writes (its seccomp profile). */
   stateDir: string;
+  /**
+   * Device nodes to make in the container beyond the default set (containerDevices in
+   * devices.ts: the config's devices, every host device for a privileged container).
+   */
+  devices: DeviceNode[];
   /** Called with the new process's pid before it runs any of the container's code. */
   placeInCgroup(pid: number): Promise<void>;
 }

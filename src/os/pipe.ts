@@ -11,7 +11,7 @@ import { run } from './exec.js';
  * opened at both ends and then unlinked: what is left is an ordinary anonymous pipe.
  */
 export interface ChildPipe {
-  /** The fd the child gets (its stdin's read end, or its stdout/stderr's write end). */
+  /** The fd the child gets (its stdin's read end, or its stdout/stderr's write end); -1 once closed. */
   childFd: number;
   /** icetray's end, as a stream. */
   stream: Socket;
@@ -27,24 +27,47 @@ let nextPipe = 0;
  */
 export async function makePipes(dir: string, directions: readonly ('in' | 'out')[]): Promise<ChildPipe[]> {
   const paths = directions.map(() => join(dir, `.pipe-${String(process.pid)}-${String(nextPipe++)}`));
-  await run('mkfifo', ['-m', '0600', ...paths]);
   const pipes: ChildPipe[] = [];
   try {
+    await run('mkfifo', ['-m', '0600', ...paths]);
     for (const [i, direction] of directions.entries())
       pipes.push(direction === 'in' ? stdinPipe(paths[i] ?? '') : outputPipe(paths[i] ?? ''));
     return pipes;
   } catch (err) {
     // Whatever was opened before the failure is closed again.
-    closeChildEnds(pipes);
-    for (const pipe of pipes) pipe.stream.destroy();
+    closePipes(pipes);
     throw err;
   } finally {
-    await Promise.all(paths.map((path) => unlink(path)));
+    // Also when mkfifo failed half-way: no FIFO is left in the folder (one never made is no error).
+    await Promise.all(paths.map((path) => unlink(path).catch(() => undefined)));
   }
 }
 
-export function closeChildEnds(pipes: readonly ChildPipe[]): void {
-  for (const pipe of pipes) closeSync(pipe.childFd);
+/** Closes the child's ends (once it is spawned, or when it never will be); closing twice is harmless. */
+export function closeChildEnds(pipes: ChildPipe[]): void {
+  for (const pipe of pipes) {
+    if (pipe.childFd < 0) continue;
+    closeSync(pipe.childFd);
+    pipe.childFd = -1;
+  }
+}
+
+/** Closes everything of these pipes: the child's ends and icetray's streams (a failed start). */
+export function closePipes(pipes: ChildPipe[]): void {
+  closeChildEnds(pipes);
+  for (const pipe of pipes) pipe.stream.destroy();
+}
+
+/** Opens fds one after the other; when one open fails, those opened before it are closed again. */
+function openAll(opens: readonly (() => number)[]): number[] {
+  const fds: number[] = [];
+  try {
+    for (const open of opens) fds.push(open());
+    return fds;
+  } catch (err) {
+    for (const fd of fds) closeSync(fd);
+    throw err;
+  }
 }
 
 /**
@@ -53,8 +76,10 @@ export function closeChildEnds(pipes: readonly ChildPipe[]): void {
  * program expects its stdout to be. Both opens return at once: safe on the event loop.
  */
 function outputPipe(path: string): ChildPipe {
-  const ours = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const childFd = openSync(path, constants.O_WRONLY);
+  const [ours = -1, childFd = -1] = openAll([
+    () => openSync(path, constants.O_RDONLY | constants.O_NONBLOCK),
+    () => openSync(path, constants.O_WRONLY),
+  ]);
   return { childFd, stream: new Socket({ fd: ours, readable: true, writable: false }) };
 }
 
@@ -64,9 +89,11 @@ function outputPipe(path: string): ChildPipe {
  * ends are opened, then goes.
  */
 function stdinPipe(path: string): ChildPipe {
-  const placeholder = openSync(path, constants.O_RDWR);
-  const childFd = openSync(path, constants.O_RDONLY);
-  const ours = openSync(path, constants.O_WRONLY);
+  const [placeholder = -1, childFd = -1, ours = -1] = openAll([
+    () => openSync(path, constants.O_RDWR),
+    () => openSync(path, constants.O_RDONLY),
+    () => openSync(path, constants.O_WRONLY),
+  ]);
   closeSync(placeholder);
   return { childFd, stream: new Socket({ fd: ours, readable: false, writable: true }) };
 }
