@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { containerDevices } from '../../src/containers/devices.js';
 import { nsexecLauncher } from '../../src/containers/nsexec-launcher.js';
 import type { LaunchRequest, RunningProcess } from '../../src/containers/ports.js';
 import { capabilityMask } from '../../src/containers/security-context.js';
@@ -232,6 +233,18 @@ describe.skipIf(!isRoot)('processes over the socket (needs root: real containers
         '/mydev/null3 character special file 1:3 666 0:0',
       ]);
       expect(await readdir(host)).toEqual([]);
+    });
+
+    it('gives a privileged container every host device (containerDevices), its own /dev/ptmx kept', async () => {
+      const config = { linux: { securityContext: { privileged: true } } };
+      const devices = await containerDevices(ContainerConfig.fromPartial(config));
+      const req = await request(config, devices);
+      const running = await launcher.start(req);
+      started.push(running);
+      const listing = (await run(running, ['sh', '-c', 'cd /dev && find . \\( -type c -o -type b \\) | sort; readlink /dev/ptmx'], req.config)).split('\n'); // prettier-ignore
+      for (const device of devices.filter((d) => d.path !== '/dev/ptmx'))
+        expect(listing, device.path).toContain(`.${device.path.slice(4)}`);
+      expect(listing).toContain('pts/ptmx');
     });
 
     it('reports the oom_score_adj really in effect from start, exec and reattach', async () => {
