@@ -427,7 +427,10 @@ function profileProblem(ref: string): string | undefined {
   } catch {
     return undefined;
   }
-  return st.isFile() && st.size < MiB ? undefined : `profile ${JSON.stringify(ref)} is not a small regular file`;
+  // A folder cannot be read as a file (EISDIR); a device or a FIFO could block or never end.
+  return st.isDirectory() || (st.isFile() && st.size < MiB)
+    ? undefined
+    : `profile ${JSON.stringify(ref)} is not a small regular file`;
 }
 
 /** The host's current value of a sysctl file, or undefined when it cannot be read. */
@@ -709,6 +712,21 @@ function anyEnum<E extends number>(g: Gen, values: readonly number[]): E {
   return g.rng.pick(values) as unknown as E;
 }
 
+/** A hostile string that `ok` accepts (a plausible request must pass the host check), else `fallback`. */
+function hostileWhere(g: Gen, ok: (value: string) => boolean, fallback = 'x'): string {
+  for (let tries = 0; tries < 20; tries++) {
+    const value = hostile(g);
+    if (ok(value)) return value;
+  }
+  return fallback;
+}
+
+/** A hostile container path that stays in the container's folder (see containerPathProblem). */
+function hostileContainerPath(g: Gen): string {
+  const bounds = { fuzzDir: g.setup.fuzzDir } as HostBounds;
+  return hostileWhere(g, (path) => containerPathProblem(path, bounds, false) === undefined, '/x');
+}
+
 /** The value, or now and then a hostile one instead. */
 function twist<T>(g: Gen, value: T, alternatives: readonly T[], p = 0.1): T {
   return g.rng.chance(p) ? g.rng.pick(alternatives) : value;
@@ -886,7 +904,7 @@ function podConfig(g: Gen): DeepPartial<api.PodSandboxConfig> {
       break;
     case 11:
       linux.sysctls = r.pick([
-        { [hostile(g)]: '1' },
+        { [hostileWhere(g, (name) => sysctlProblem(name, '1') === undefined)]: '1' },
         { 'net.ipv4.conf.eth0/100.forwarding': '1' },
         { 'net.//.kernel.core_pattern': hostSysctl('/proc/sys/kernel/core_pattern') ?? '' },
         { 'kernel.core_pattern': hostSysctl('/proc/sys/kernel/core_pattern') ?? '' },
@@ -912,7 +930,7 @@ function podConfig(g: Gen): DeepPartial<api.PodSandboxConfig> {
     default:
       config.logDirectory = r.pick([
         '',
-        join(g.setup.fuzzDir, 'logs', hostile(g).replaceAll('/', '_')),
+        join(g.setup.fuzzDir, 'logs', `q-${hostile(g).replaceAll('/', '_')}`),
         join(g.setup.fuzzDir, 'logs', `p${n}`, '..', `q${n}`),
       ]);
   }
@@ -956,8 +974,8 @@ function mounts(g: Gen, n: number): DeepPartial<api.Mount>[] {
       ],
       [1, { containerPath: '/selinux', hostPath: dir, selinuxRelabel: true }],
       [1, { containerPath: '/idmap', hostPath: dir, uidMappings: [{ hostId: 1000, containerId: 0, length: 1 }] }],
-      [1, { containerPath: '/image', image: { image: BUILTIN_BUSYBOX_IMAGE } }],
-      [1, { containerPath: hostile(g), hostPath: dir, propagation: anyEnum<MountPropagation>(g, [0, 1, -1, 99]) }],
+      [1, { containerPath: '/image', hostPath: join(host, 'image'), image: { image: BUILTIN_BUSYBOX_IMAGE } }],
+      [1, { containerPath: hostileContainerPath(g), hostPath: dir, propagation: anyEnum<MountPropagation>(g, [0, 1, -1, 99]) }],
     ] as readonly M[]),
   ];
 }
@@ -975,7 +993,7 @@ function devices(g: Gen, n: number): DeepPartial<api.Device>[] {
       { containerPath: '/dev/x', hostPath: 'relative', permissions: 'r' },
       { containerPath: '/dev/x', hostPath: '/dev', permissions: '' },
       { containerPath: `/proc/self/root${g.setup.fuzzDir}/escape-dev-${n}`, hostPath: '/dev/null', permissions: 'rwm' },
-      { containerPath: hostile(g), hostPath: hostile(g), permissions: hostile(g) },
+      { containerPath: hostileContainerPath(g), hostPath: hostile(g), permissions: hostile(g) },
     ]),
   ];
 }
@@ -991,7 +1009,7 @@ function securityContext(g: Gen): DeepPartial<api.LinuxContainerSecurityContext>
       join(g.setup.fuzzDir, 'no-such.json'),
       'relative.json',
       '/etc/hostname',
-      hostile(g),
+      hostileWhere(g, (ref) => profileProblem(ref) === undefined),
     ]),
   });
   return {
@@ -1014,7 +1032,12 @@ function securityContext(g: Gen): DeepPartial<api.LinuxContainerSecurityContext>
     apparmor: r.chance(0.1) ? profile() : undefined,
     // eslint-disable-next-line @typescript-eslint/no-deprecated -- older kubelets still send it
     seccompProfilePath: r.chance(0.05)
-      ? r.pick(['runtime/default', 'unconfined', `localhost/${join(g.setup.fuzzDir, 'seccomp.json')}`, hostile(g)])
+      ? r.pick([
+          'runtime/default',
+          'unconfined',
+          `localhost/${join(g.setup.fuzzDir, 'seccomp.json')}`,
+          hostileWhere(g, (ref) => profileProblem(ref) === undefined),
+        ])
       : '',
     maskedPaths: r.chance(0.1)
       ? r.pick([
@@ -1075,6 +1098,17 @@ function containerConfig(g: Gen): DeepPartial<api.ContainerConfig> {
       ? Signal.SIGNAL_RUNTIME_DEFAULT
       : anyEnum<Signal>(g, [Signal.SIGNAL_SIGTERM, Signal.SIGNAL_SIGKILL, Signal.SIGNAL_SIGSTOP, -1, 99]),
   };
+  // Mounts, devices and masks chosen apart can together break the host check (a path through
+  // /proc/self/root next to a bidirectional mount): then the container goes without them.
+  const bounds = { ...g.setup, exitsOnTerm: new Set<string>() };
+  if (containerConfigProblems(api.ContainerConfig.fromPartial(config), bounds).length > 0) {
+    config.mounts = [];
+    config.devices = [];
+    if (config.linux?.securityContext !== undefined) {
+      config.linux.securityContext.maskedPaths = [];
+      config.linux.securityContext.readonlyPaths = [];
+    }
+  }
   return config;
 }
 
@@ -1538,6 +1572,12 @@ export interface FuzzSetup extends Omit<HostBounds, 'exitsOnTerm'> {
   podUids: Set<string>;
   /** Filled with every sandbox and container id the server answered. */
   ids: Set<string>;
+  /**
+   * Filled with every cgroup_parent a RunPodSandbox carried, normalised. They are the kubelet's:
+   * like containerd, icetray leaves a pod's cgroup_parent in place, so the test removes them once
+   * the pods are gone, as the kubelet would.
+   */
+  cgroupParents: Set<string>;
   /** Called with a progress line now and then. */
   progress?: (line: string) => void;
 }
@@ -1641,6 +1681,49 @@ function streamCall(client: Client, path: string, bytes: Buffer, deadlineMs: num
   });
 }
 
+/**
+ * Builds `draws` plausible requests of every RPC against a made-up state (live pods and
+ * containers of random ids) and returns each one `hostProblems` refuses: a plausible request
+ * must never need redrawing, so this is empty unless a builder is wrong. No server needed.
+ */
+export function selfCheck(
+  setup: Pick<FuzzSetup, 'seed' | 'fuzzDir' | 'cgroupPrefix' | 'registries' | 'registryHosts' | 'hostPorts' | 'tag'>,
+  draws: number,
+): string[] {
+  const world = new World();
+  const rng = new Rng(setup.seed);
+  for (let i = 0; i < 5; i++) {
+    const id = rng.bytes(32).toString('hex');
+    world.pods.set(id, { id, config: api.PodSandboxConfig.create(), ready: true });
+    const cid = rng.bytes(32).toString('hex');
+    world.containers.set(cid, { id: cid, podId: id, state: rng.pick(['created', 'running', 'exited'] as const) });
+    if (i === 0) world.exitsOnTerm.add(cid);
+  }
+  const full = {
+    ...setup,
+    socket: '',
+    calls: 0,
+    concurrency: 1,
+    maxPods: 0,
+    maxContainers: 0,
+    deadlineMs: 0,
+    podUids: new Set<string>(),
+    ids: new Set<string>(),
+    cgroupParents: new Set<string>(),
+  };
+  const bounds: HostBounds = { ...full, exitsOnTerm: world.exitsOnTerm };
+  const problems: string[] = [];
+  for (let i = 0; i < draws; i++) {
+    const g: Gen = { rng: Rng.forCall(setup.seed, i), world, setup: full, sysctls: {} };
+    for (const rpc of RPCS) {
+      const bytes = Buffer.from(rpc.request.encode(rpc.request.fromPartial(PLAUSIBLE[rpc.name]?.build(g) ?? {})).finish());
+      for (const problem of hostProblems(rpc.name, rpc.request.decode(bytes), bounds))
+        problems.push(`#${i} ${rpc.name}: ${problem}`);
+    }
+  }
+  return problems;
+}
+
 /** Runs the fuzz; the server must be up on `setup.socket` with icetray.local/busybox pullable. */
 export async function runFuzz(setup: FuzzSetup): Promise<FuzzResult> {
   const started = Date.now();
@@ -1725,7 +1808,8 @@ export async function runFuzz(setup: FuzzSetup): Promise<FuzzResult> {
     const named = decoded as
       { podSandboxId?: unknown; containerId?: unknown; config?: { metadata?: { uid?: unknown } } } | undefined;
     for (const key of [named?.podSandboxId, named?.containerId]) if (typeof key === 'string') note(key, line);
-    if (r.name === 'RunPodSandbox' && typeof named?.config?.metadata?.uid === 'string') note(named.config.metadata.uid, line);
+    if (r.name === 'RunPodSandbox' && typeof named?.config?.metadata?.uid === 'string')
+      note(named.config.metadata.uid, sent.code === status.OK ? line : `${line}; sent: ${summarize(decoded).slice(0, 600)}`);
     // A container path aimed at the test's folder: named after its target, so an escape can be traced.
     if (r.name === 'CreateContainer' && decoded !== undefined) {
       for (const escape of summarize(decoded).match(/escape-(?:dev-)?\d+/g) ?? [])
@@ -1796,7 +1880,7 @@ export async function runFuzz(setup: FuzzSetup): Promise<FuzzResult> {
       case 'RunPodSandbox': {
         const id = (response as api.RunPodSandboxResponse).podSandboxId;
         const config = (decoded as api.RunPodSandboxRequest).config ?? api.PodSandboxConfig.create();
-        note(id, `made with pod uid ${JSON.stringify(config.metadata?.uid ?? '')}`);
+        note(id, `made with pod uid ${JSON.stringify(config.metadata?.uid ?? '')}; config ${summarize(config).slice(0, 600)}`);
         note(config.metadata?.uid ?? '', `made pod ${id}`);
         world.pods.set(id, { id, config, ready: true });
         setup.ids.add(id);
@@ -1808,7 +1892,10 @@ export async function runFuzz(setup: FuzzSetup): Promise<FuzzResult> {
         const pod = world.find(world.pods, request.podSandboxId);
         world.containers.set(id, { id, podId: pod?.id ?? '', state: 'created' });
         const argv = [...(request.config?.command ?? []), ...(request.config?.args ?? [])];
-        note(id, `made in pod ${pod?.id ?? request.podSandboxId}, command ${JSON.stringify(argv).slice(0, 200)}`);
+        note(
+          id,
+          `made in pod ${pod?.id ?? request.podSandboxId}, command ${JSON.stringify(argv).slice(0, 200)}; config ${summarize(request.config).slice(0, 600)}`,
+        );
         note(pod?.id ?? '', `container ${id} made in it`);
         const c = request.config;
         const signal = c?.stopSignal ?? 0;
@@ -1946,8 +2033,11 @@ export async function runFuzz(setup: FuzzSetup): Promise<FuzzResult> {
       const { mode, r, bytes, decoded, note: ops } = draw(g);
       if (decoded !== undefined) await makeRoom(String(i), r.name);
       if (r.name === 'RunPodSandbox' && decoded !== undefined) {
-        const uid = (decoded as api.RunPodSandboxRequest).config?.metadata?.uid;
-        if (uid !== undefined) setup.podUids.add(uid);
+        const linux = (decoded as api.RunPodSandboxRequest).config;
+        if (linux?.metadata !== undefined) setup.podUids.add(linux.metadata.uid);
+        const parent = linux?.linux?.cgroupParent ?? '';
+        if (parent !== '' && !parent.includes('\0'))
+          setup.cgroupParents.add(posix.normalize(`/${parent}`).replace(/(.)\/$/, '$1'));
       }
       const sent = await send(ops === '' ? String(i) : `${i} (${ops})`, mode, r, bytes, decoded);
       learn(r.name, decoded, sent);
@@ -2014,7 +2104,7 @@ export function formatAnswers(title: string, answers: readonly Answer[], example
  * `pod<uid>` path parts), and with the pods and containers those made: for the leak report.
  */
 export function historyOf(result: FuzzResult, text: string): string[] {
-  const words = new Set(text.split(/[\s/:[\],()]+/).flatMap((w) => (w.startsWith('pod') ? [w, w.slice(3)] : [w])));
+  const words = new Set(text.split(/[\s/:[\],(){}"';]+/).flatMap((w) => (w.startsWith('pod') ? [w, w.slice(3)] : [w])));
   const keys = [...result.history.keys()].filter((key) => key.length >= 8 && words.has(key));
   for (const key of [...keys]) {
     for (const line of result.history.get(key) ?? []) {

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupTree } from '../../src/cgroups/cgroup-files.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../../src/images/store.js';
-import { formatAnswers, historyOf, NOT_FUZZED, RPCS, runFuzz, type FuzzResult } from '../helpers/fuzz.js';
+import { formatAnswers, historyOf, NOT_FUZZED, RPCS, runFuzz, selfCheck, type FuzzResult } from '../helpers/fuzz.js';
 import {
   formatLeaks,
   inventory,
@@ -65,6 +65,26 @@ async function removeCgroupTree(tree: CgroupTree, cgroup: string): Promise<void>
   for (const dir of tree.dirs(cgroup)) await walk(dir);
 }
 
+describe('the fuzz itself', () => {
+  it('builds only plausible requests that its own host check lets through (2,000 draws of every RPC)', () => {
+    const fuzzDir = '/tmp/icetray-fuzz-self-check';
+    const registries = { fake: '127.0.0.1:5999', closed: '127.0.0.1:5998' };
+    const problems = selfCheck(
+      {
+        seed,
+        fuzzDir,
+        cgroupPrefix: '/icetray-fuzz-self-check',
+        registries,
+        registryHosts: new Set(Object.values(registries)),
+        hostPorts: [41000, 41999],
+        tag: 'fzcheck',
+      },
+      2000,
+    );
+    expect(problems.slice(0, 20)).toEqual([]);
+  });
+});
+
 describe.skipIf(!isRoot)('a bounded fuzz run over the socket (issue #11; needs root: real pods, cgroups, a bridge)', () => {
   // Undefined until made, so that afterAll cleans up after a set-up that failed half-way.
   let t: TestServer | undefined;
@@ -82,6 +102,7 @@ describe.skipIf(!isRoot)('a bounded fuzz run over the socket (issue #11; needs r
   const cgroupPrefix = `/icetray-fuzz-${tag}`;
   const podUids = new Set<string>();
   const ids = new Set<string>();
+  const cgroupParents = new Set<string>();
 
   beforeAll(async () => {
     console.log(
@@ -122,12 +143,16 @@ describe.skipIf(!isRoot)('a bounded fuzz run over the socket (issue #11; needs r
       deadlineMs: 20_000,
       podUids,
       ids,
+      cgroupParents,
       progress: (line) => console.log(line),
     });
     versionAfter = await server.cri.runtime.version({}).then(
       (v) => v.runtimeName,
       (err: unknown) => String(err),
     );
+    // The kubelet's part: the pod cgroups it named as cgroup_parent go once their pods are gone.
+    for (const parent of [...cgroupParents].sort((a, b) => b.split('/').length - a.split('/').length))
+      for (const dir of tree.dirs(parent)) await rmdir(dir).catch(() => undefined);
     leaks = await settle(instance, start, { timeoutMs: 15_000 });
     console.log(
       [
@@ -135,6 +160,12 @@ describe.skipIf(!isRoot)('a bounded fuzz run over the socket (issue #11; needs r
         `answers by code: ${JSON.stringify(result.byCode)}`,
         `answers by method: ${JSON.stringify(result.byMethod)}`,
         formatAnswers('INTERNAL/UNKNOWN from icetray', result.internal, 1000),
+        ...(result.internal.length === 0
+          ? []
+          : [
+              'what the run did with the ids those answers name:',
+              ...historyOf(result, result.internal.map((a) => a.payload).join('\n')),
+            ]),
         formatAnswers("grpc-js's INTERNAL for undecodable bytes", result.undecodable),
         formatAnswers('UNAVAILABLE', result.unavailable),
         formatAnswers('no answer before the deadline', result.hung),
