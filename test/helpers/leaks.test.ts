@@ -99,8 +99,8 @@ describe.skipIf(!isRoot)('the inventory of a real icetray (needs root: pods, cgr
       ['cgroups', 'containers', 'fds', 'folders', 'leases', 'mounts', 'pods', 'processes', 'veths'].sort(),
     );
     const why = leaks.filter((l) => l.kind === 'processes').map((l) => `${l.item} [${l.detail ?? ''}]`);
-    // pause (by its tag, pins or cgroup), the nsexec monitor, and the container's own sleep.
-    expect(why.join('\n')).toMatch(/pause -d.*\[(pins|tag|cgroup):/);
+    // pause (by its label, the primary key), the nsexec monitor, and the container's own sleep.
+    expect(why.join('\n')).toMatch(/pause -d.*\[tag: pause names /);
     expect(why.join('\n')).toMatch(/\[monitor: --exit-file /);
     expect(why.join('\n')).toMatch(/sleep 600 \[cgroup:/);
     expect(leaks).toContainEqual({ kind: 'pods', item: podSandboxId });

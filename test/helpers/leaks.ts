@@ -21,13 +21,13 @@ import type { CriClient } from './cri.js';
  * Set objects the test keeps filling: they are read at every inventory).
  *
  * How a process is attributed to the instance, first match wins (`OwnedProcess.why` says which):
- *  1. `tag`: a pause (`…/native/build/pause -d …`) with an argument naming a path under rootDir,
- *     the sandbox folder its instance gives it. This is the primary key, and the only one that
- *     still finds a pause that was never put in a cgroup and whose pins are gone; until pause
- *     takes that argument, 2–4 are what attribute a pause.
+ *  1. `tag`: a pause (`…/native/build/pause -d … -I <rootDir>/sandboxes/<id>`: any argument
+ *     naming a path under rootDir, which is how src/sandbox/pause.ts labels it). This is the
+ *     primary key, and the only one that still finds a pause that was never put in a cgroup and
+ *     whose pins are gone. An older pause without the label is found by 3 or 4 only.
  *  2. `monitor`: an nsexec monitor, `--exit-file <rootDir>/containers/<id>/exit` in its cmdline.
  *  3. `pins`: a pause holding a namespace that is pinned (bind-mounted) under stateDir.
- *  4. `cgroup`: any process in a cgroup of the instance (see `ownsCgroup`): pause in its pod's
+ *  4. `cgroup`: any process in a cgroup of the instance (see `cgroupOwner`): pause in its pod's
  *     cgroup, the containers' processes in theirs.
  */
 
@@ -47,6 +47,13 @@ export interface LeakScope {
    * counted.
    */
   subnet?: string;
+  /**
+   * The CNI network's name, when it is the test's alone: portmap comments every rule with
+   * `name: "<network>"`, which also finds the rules of a pod whose id was never answered (a
+   * RunPodSandbox that failed half-way) and whose DNAT chain is already empty. writeTestNetwork's
+   * networks all share the name "icetray-test", so leakScope leaves it out.
+   */
+  networkName?: string;
   /** The server process whose open descriptors are counted: `process.pid` for startTestServer. */
   serverPid?: number;
   /**
@@ -104,7 +111,7 @@ export interface Inventory {
   leases: string[];
   /** Entries of rootDir/sandboxes, rootDir/containers, stateDir/sandboxes and rootDir/images/uses. */
   folders: string[];
-  /** `iptables-save -t nat` rules that name the test subnet or one of the instance's ids. */
+  /** `iptables-save -t nat` rules that name the test subnet, its network (`networkName`) or one of the instance's ids. */
   natRules: string[];
   /** The server's open descriptors ([] without `scope.serverPid`). */
   fds: Descriptor[];
@@ -281,10 +288,10 @@ async function leaseFiles(dir: string): Promise<string[]> {
   return found.sort();
 }
 
-function natRules(subnet: string | undefined, ids: ReadonlySet<string>): Promise<string[]> {
-  if (subnet === undefined) return Promise.resolve([]);
+function natRules(subnet: string | undefined, networkName: string | undefined, ids: ReadonlySet<string>): Promise<string[]> {
+  if (subnet === undefined && networkName === undefined) return Promise.resolve([]);
   // "10.254.7.0/24" -> "10.254.7.": an address of the subnet (the test networks are /24s).
-  const prefix = subnet.split('/')[0]?.split('.').slice(0, 3).join('.') ?? '';
+  const prefix = subnet === undefined ? undefined : (subnet.split('/')[0]?.split('.').slice(0, 3).join('.') ?? '');
   return new Promise((resolve) => {
     execFile('iptables-save', ['-t', 'nat'], { timeout: 10_000 }, (err, stdout) => {
       if (err !== null) {
@@ -292,7 +299,9 @@ function natRules(subnet: string | undefined, ids: ReadonlySet<string>): Promise
         return;
       }
       const mentions = (line: string): boolean =>
-        line.includes(`${prefix}.`) || [...ids].some((id) => id.length >= 8 && line.includes(id));
+        (prefix !== undefined && line.includes(`${prefix}.`)) ||
+        (networkName !== undefined && line.includes(`name: \\"${networkName}\\"`)) ||
+        [...ids].some((id) => id.length >= 8 && line.includes(id));
       resolve(
         stdout
           .split('\n')
@@ -346,7 +355,7 @@ export async function inventory(scope: LeakScope): Promise<Inventory> {
     veths: scope.bridge === undefined ? [] : await children(`/sys/class/net/${scope.bridge}/brif`),
     leases: scope.leaseDir === undefined ? [] : await leaseFiles(scope.leaseDir),
     folders: folders.sort(),
-    natRules: await natRules(scope.subnet, ids),
+    natRules: await natRules(scope.subnet, scope.networkName, ids),
     fds: scope.serverPid === undefined ? [] : await descriptors(scope.serverPid),
   };
 }
