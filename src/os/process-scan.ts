@@ -35,6 +35,11 @@ function pids(): number[] {
     .map(Number);
 }
 
+/** The argument list of a process, or undefined when it is gone. */
+export function processArgs(pid: number): string[] | undefined {
+  return readArgs(`/proc/${String(pid)}/cmdline`);
+}
+
 /** Every live process whose argument list satisfies `match`. */
 export function processesByArgs(match: (args: readonly string[]) => boolean): FoundProcess[] {
   return pids().flatMap((pid) => {

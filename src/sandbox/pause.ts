@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, UnavailableError } from '../errors.js';
 import { CommandError, run } from '../os/exec.js';
 import { processStartTime, signalProcess } from '../os/proc-stat.js';
-import { processesByArgs } from '../os/process-scan.js';
+import { processArgs, processesByArgs } from '../os/process-scan.js';
 import type { PauseProcess, PodNamespace } from './sandbox.js';
 
 /** What the pause process must set up before it starts waiting. */
@@ -16,11 +16,24 @@ export interface PauseSpec {
   label: string;
 }
 
+/** A pause found by its label (the sandbox folder it was started for). */
+export interface LabelledPause extends PauseProcess {
+  label: string;
+}
+
+/** The label of a pause: its last argument (see native/pause.c, -I). */
+function readLabel(pid: number): string {
+  return processArgs(pid)?.at(-1) ?? '';
+}
+
 /** Starts, watches and stops pause processes: the one OS-facing part of a sandbox's lifecycle. */
 export interface PauseLauncher {
   start(spec: PauseSpec): Promise<PauseProcess>;
-  /** The live pause processes started with this label: how a pause is found whose pid was never recorded. */
-  find(label: string): PauseProcess[];
+  /**
+   * The live pause processes whose label `matches`: how a pause is found whose pid a crash kept
+   * from its record, or whose record is gone.
+   */
+  find(matches: (label: string) => boolean): LabelledPause[];
   isAlive(pause: PauseProcess): Promise<boolean>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   stop(pause: PauseProcess, graceMs: number): Promise<void>;
@@ -68,8 +81,12 @@ export function nativePauseLauncher(pauseBinary: string): PauseLauncher {
       return { pid, startTime };
     },
 
-    find(label) {
-      return processesByArgs((args) => args[0] === pauseBinary && args[1] === '-d' && args.at(-1) === label);
+    find(matches) {
+      const isPause = (args: readonly string[]): boolean => args[0] === pauseBinary && args[1] === '-d' && args.at(-2) === '-I';
+      return processesByArgs((args) => isPause(args) && matches(args.at(-1) ?? '')).map((found) => ({
+        ...found,
+        label: readLabel(found.pid),
+      }));
     },
 
     isAlive(pause) {

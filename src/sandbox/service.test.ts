@@ -50,7 +50,7 @@ function node() {
       await step('pause');
       return p;
     },
-    find: (label) => [...live.pauses].filter(([, l]) => l === label).map(([pid]) => ({ pid, startTime: '1' })),
+    find: (matches) => [...live.pauses].filter(([, l]) => matches(l)).map(([pid, label]) => ({ pid, startTime: '1', label })),
     isAlive: (p) => Promise.resolve(live.pauses.has(p.pid)),
     stop: (p) => Promise.resolve(void live.pauses.delete(p.pid)),
   };
@@ -149,6 +149,20 @@ describe('SandboxService', () => {
     expect(await restarted.list()).toEqual([]);
     // Its name is free again: the kubelet's retry of RunPodSandbox is not AlreadyExists.
     await expect(restarted.run(pod(), '')).resolves.toBeDefined();
+  });
+
+  it('stops a pause of its own that no record names (its label is a sandbox folder of this root)', async () => {
+    const s = await setUp();
+    const orphan = await s.deps.pause.start({
+      namespaces: [],
+      hostname: '',
+      sysctls: {},
+      label: join(s.config.rootDir, 'sandboxes', 'f'.repeat(64)),
+    });
+    const other = await s.deps.pause.start({ namespaces: [], hostname: '', sysctls: {}, label: '/another/icetray/sandboxes/x' });
+    await s.start();
+    expect([...s.live.pauses.keys()]).toEqual([other.pid]);
+    expect(s.live.pauses.has(orphan.pid)).toBe(false);
   });
 
   it('after a crash in RemovePodSandbox, a restarted service finishes the removal', async () => {

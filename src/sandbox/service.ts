@@ -131,6 +131,13 @@ export class SandboxService {
     const known = new Set(records.map((sandbox) => sandbox.id));
     const stateDirs = await readdir(join(this.deps.config.stateDir, 'sandboxes')).catch(() => []);
     for (const id of stateDirs.filter((id) => !known.has(id))) await this.removeFolders(id);
+    // A pause of this icetray (its label is a sandbox folder here) that no record names.
+    const folders = `${sandboxesDir(this.deps.config.rootDir)}/`;
+    const stray = this.deps.pause.find((label) => label.startsWith(folders) && !known.has(label.slice(folders.length)));
+    for (const pause of stray) {
+      log.warn({ pid: pause.pid, label: pause.label }, 'stopping a pause no record names');
+      await this.deps.pause.stop(pause, PAUSE_GRACE_MS);
+    }
   }
 
   /**
@@ -357,7 +364,7 @@ export class SandboxService {
 
   /** Stops pause; one whose pid a crash kept from the record is found by its label. */
   private async stopPause(sandbox: Sandbox): Promise<void> {
-    const pauses = sandbox.pause !== undefined ? [sandbox.pause] : this.deps.pause.find(sandbox.dir);
+    const pauses = sandbox.pause !== undefined ? [sandbox.pause] : this.deps.pause.find((label) => label === sandbox.dir);
     for (const pause of pauses) await this.deps.pause.stop(pause, PAUSE_GRACE_MS);
   }
 
