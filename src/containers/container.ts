@@ -53,6 +53,11 @@ export interface Container {
   /** Who its process and execs run as, resolved at CreateContainer from the config and the image. */
   user: ProcessUser;
   /**
+   * The oom_score_adj really in effect for its process, which can differ from the one asked for
+   * (a node without CAP_SYS_RESOURCE cannot lower it): ContainerStatus reports this one.
+   */
+  oomScoreAdj: number | undefined;
+  /**
    * An operation in flight, recorded before its first step and cleared after its last: what an
    * icetray restarted after a crash must undo (create, start) or finish (remove) before it serves.
    */

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { DeviceAccess } from '../cgroups/devices.js';
 import type { LinuxContainerResources } from '../generated/api.js';
 import type { ContainerProcess } from './container.js';
 import type { DeviceNode } from './devices.js';
@@ -29,7 +30,12 @@ export interface ImagePort {
 }
 
 export interface CgroupPort {
-  createContainer(podCgroup: string, containerId: string, resources: LinuxContainerResources | undefined): Promise<string>;
+  createContainer(
+    podCgroup: string,
+    containerId: string,
+    resources: LinuxContainerResources | undefined,
+    devices: DeviceAccess,
+  ): Promise<string>;
   addProcess(cgroup: string, pid: number): Promise<void>;
   update(cgroup: string, resources: LinuxContainerResources): Promise<void>;
   pids(cgroup: string): Promise<number[]>;

@@ -29,6 +29,7 @@ function hostProcess(argv: string[]): RunningProcess {
     stderr: child.stderr.pipe(new PassThrough()),
     stdin: child.stdin,
     resize: undefined,
+    oomScoreAdj: 0,
     exited: new Promise((resolve) => {
       child.once('exit', (code, signal) =>
         resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), signal: signal ?? undefined }),

@@ -151,6 +151,7 @@ export class ContainerService {
         rootfs: join(dir, 'rootfs'),
         cgroup: '',
         user: { uid: 0, gid: 0, groups: [] },
+        oomScoreAdj: undefined,
         pending: 'create',
       };
       try {
@@ -219,7 +220,13 @@ export class ContainerService {
           container.pending = 'start';
           await saveContainer(container);
           rollback.push('undo the start', () => this.undoStart(container));
-          await this.deps.cgroups.createContainer(sandbox.cgroup.pod, container.id, config.linux?.resources);
+          // The device nodes it gets, and the device cgroup that lets it open exactly those and the defaults.
+          const devices = await containerDevices(config);
+          const privileged = config.linux?.securityContext?.privileged === true;
+          await this.deps.cgroups.createContainer(sandbox.cgroup.pod, container.id, config.linux?.resources, {
+            privileged,
+            nodes: devices,
+          });
           const logs = container.logPath === '' ? undefined : await ContainerLogWriter.open(container.logPath);
           rollback.push('close the log', () => logs?.close() ?? Promise.resolve());
 
@@ -233,6 +240,7 @@ export class ContainerService {
             targetPid: this.targetPid(config),
             hostname: sandbox.hostname,
             rootfs: container.rootfs,
+            devices,
             argv: containerArgv(config, image),
             env: containerEnv(config, image),
             cwd: containerWorkingDir(config, image),
@@ -244,11 +252,13 @@ export class ContainerService {
             for (const stream of [started.stdout, started.stderr, started.stdin]) stream?.destroy();
             return Promise.resolve();
           });
-          const running: Pick<Container, 'state' | 'process' | 'startedAt' | 'pending'> = {
+          this.noteOomScoreAdj(container, started.oomScoreAdj);
+          const running: Pick<Container, 'state' | 'process' | 'startedAt' | 'pending' | 'oomScoreAdj'> = {
             state: 'running',
             process: { pid: started.pid, namespacePid: started.namespacePid, startTime: processStartTime(started.pid) ?? '' },
             startedAt: nowNanos(),
             pending: undefined,
+            oomScoreAdj: started.oomScoreAdj,
           };
           // On disk first: only a start that is recorded is a start a crash keeps.
           await saveContainer({ ...container, ...running });
@@ -259,6 +269,16 @@ export class ContainerService {
       }),
     );
     this.deps.events.publish('started', container.id, container.sandboxId);
+  }
+
+  /** Says so when the kernel would not give the oom_score_adj asked for (the value in effect is what is reported). */
+  private noteOomScoreAdj(container: Container, inEffect: number): void {
+    const asked = Number(container.config.linux?.resources?.oomScoreAdj ?? 0n);
+    if (asked !== 0 && asked !== inEffect)
+      log.warn(
+        { containerId: container.id, asked, inEffect },
+        'oom_score_adj could not be set as asked (lowering it needs CAP_SYS_RESOURCE): the container runs with the value in effect',
+      );
   }
 
   /**
@@ -318,6 +338,7 @@ export class ContainerService {
     const logs = container.logPath === '' ? undefined : await ContainerLogWriter.open(container.logPath);
     const running = this.deps.launcher.reattach(process, container.dir);
     if (running !== undefined) {
+      container.oomScoreAdj = running.oomScoreAdj;
       this.watch(container, running, logs);
       // Ended while icetray was away, its monitor waiting for the last output to be read: wait
       // for that, so the container is not shown running once icetray serves.

@@ -1,4 +1,9 @@
-import { Container as CriContainer, ContainerState as CriContainerState, ContainerStatus } from '../generated/api.js';
+import {
+  Container as CriContainer,
+  ContainerState as CriContainerState,
+  ContainerStatus,
+  type ContainerResources,
+} from '../generated/api.js';
 import type { Container, ContainerState } from '../containers/container.js';
 
 export const CONTAINER_STATES: Record<ContainerState, CriContainerState> = {
@@ -23,6 +28,17 @@ export function toCriContainer(container: Container): CriContainer {
   });
 }
 
+/**
+ * The container's resources as they are: the config's limits, and the oom_score_adj its process
+ * really got — a node that cannot lower it (no CAP_SYS_RESOURCE) must not claim the value asked.
+ */
+function resourcesInEffect(container: Container): ContainerResources | undefined {
+  const linux = container.config.linux?.resources;
+  if (linux === undefined) return undefined;
+  const oomScoreAdj = container.oomScoreAdj === undefined ? linux.oomScoreAdj : BigInt(container.oomScoreAdj);
+  return { linux: { ...linux, oomScoreAdj }, windows: undefined };
+}
+
 /** The CRI status of a container: times, exit code and reason, mounts echoed as asked. */
 export function toContainerStatus(container: Container): ContainerStatus {
   return ContainerStatus.create({
@@ -42,7 +58,7 @@ export function toContainerStatus(container: Container): ContainerStatus {
     annotations: container.config.annotations,
     mounts: container.config.mounts,
     logPath: container.logPath,
-    resources: container.config.linux?.resources === undefined ? undefined : { linux: container.config.linux.resources },
+    resources: resourcesInEffect(container),
     stopSignal: container.config.stopSignal,
     // The identity its process runs with; the supplementary list includes the primary group,
     // as the kubelet expects (`id -G` of the process).
