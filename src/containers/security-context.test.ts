@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { useTempDirs } from '../../test/helpers/temp.js';
 import { InvalidArgumentError } from '../errors.js';
 import { LinuxContainerSecurityContext, SupplementalGroupsPolicy } from '../generated/api.js';
-import { resolveUser } from './security-context.js';
+import { resolveUser, validateSecurityContext } from './security-context.js';
 
 const tempDir = useTempDirs('icetray-user-');
 
@@ -44,5 +44,25 @@ describe('resolveUser', () => {
     await expect(resolveUser(await rootfs(), context({ runAsUsername: 'nobody-here' }), '')).rejects.toThrow(
       InvalidArgumentError,
     );
+  });
+});
+
+describe('Linux ids (H3 fuzz: run_as_user 2^40 ran as root)', () => {
+  it.each([
+    ['run_as_user 2^40, which 32 bits would cut to 0 (root)', { runAsUser: { value: 2n ** 40n } }],
+    ['run_as_user -1, which setresuid takes as "keep"', { runAsUser: { value: -1n } }],
+    ['run_as_user 2^32 - 1', { runAsUser: { value: 2n ** 32n - 1n } }],
+    ['run_as_group 2^32', { runAsUser: { value: 1n }, runAsGroup: { value: 2n ** 32n } }],
+    ['a supplemental group past 32 bits', { supplementalGroups: [2n ** 33n] }],
+  ])('refuses %s as InvalidArgument', (_, fields) => {
+    expect(() => validateSecurityContext(context(fields))).toThrow(InvalidArgumentError);
+  });
+
+  it('takes the largest real id', () => {
+    expect(() => validateSecurityContext(context({ runAsUser: { value: 2n ** 32n - 2n } }))).not.toThrow();
+  });
+
+  it('refuses an image USER that is not a Linux id', async () => {
+    await expect(resolveUser(await rootfs(), undefined, '4294967296')).rejects.toThrow(InvalidArgumentError);
   });
 });

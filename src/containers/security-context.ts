@@ -128,12 +128,27 @@ export function validateMounts(mounts: readonly Mount[]): void {
 /** The extra bind mount options a mount may ask for (Mount.mount_options). */
 export const MOUNT_OPTIONS = ['nosuid', 'nodev', 'noexec'];
 
+/**
+ * Linux ids are 32 bits, and (uid_t)-1 means "no change" to setresuid(2): a larger value would
+ * be cut to its low 32 bits (2^40 becomes 0, root), -1 would keep icetray's own uid.
+ */
+const MAX_ID = 2 ** 32 - 2;
+
+function checkLinuxId(value: bigint | number, what: string): number {
+  if (value < 0 || value > MAX_ID)
+    throw new InvalidArgumentError(`${what} ${String(value)} is not a Linux id (0 to ${String(MAX_ID)})`);
+  return Number(value);
+}
+
 /** Rejects what can be told wrong before anything is made (CreateContainer). */
 export function validateSecurityContext(context: LinuxContainerSecurityContext | undefined): void {
   // containerd's rule: a group alone is ambiguous — whose primary group would it replace?
   if (context?.runAsGroup !== undefined && context.runAsUser === undefined && context.runAsUsername === '') {
     throw new InvalidArgumentError('security context: run_as_group is set without run_as_user or run_as_username');
   }
+  if (context?.runAsUser !== undefined) checkLinuxId(context.runAsUser.value, 'run_as_user');
+  if (context?.runAsGroup !== undefined) checkLinuxId(context.runAsGroup.value, 'run_as_group');
+  for (const group of context?.supplementalGroups ?? []) checkLinuxId(group, 'supplemental group');
   capabilityMask(context);
   validateSeccomp(context);
   const apparmor = context?.apparmor;
@@ -161,7 +176,7 @@ export async function resolveUser(
   let gid: number | undefined;
   const [userPart = '', groupPart] = imageUser.split(':');
   if (context?.runAsUser !== undefined) {
-    uid = Number(context.runAsUser.value);
+    uid = checkLinuxId(context.runAsUser.value, 'run_as_user');
   } else if (context !== undefined && context.runAsUsername !== '') {
     const entry = users.find((u) => u.name === context.runAsUsername);
     if (entry === undefined) throw new InvalidArgumentError(`user "${context.runAsUsername}" is not in the image's /etc/passwd`);
@@ -170,7 +185,7 @@ export async function resolveUser(
   } else if (userPart === '') {
     uid = 0;
   } else if (/^\d+$/.test(userPart)) {
-    uid = Number(userPart);
+    uid = checkLinuxId(Number(userPart), 'image user');
   } else {
     const entry = users.find((u) => u.name === userPart);
     if (entry === undefined) throw new InvalidArgumentError(`image user "${userPart}" is not in the image's /etc/passwd`);
@@ -179,10 +194,10 @@ export async function resolveUser(
   const entry = users.find((u) => u.uid === uid);
   name ??= entry?.name;
   if (context?.runAsGroup !== undefined) {
-    gid = Number(context.runAsGroup.value);
+    gid = checkLinuxId(context.runAsGroup.value, 'run_as_group');
   } else if (context?.runAsUser === undefined && groupPart !== undefined && groupPart !== '') {
     gid = /^\d+$/.test(groupPart)
-      ? Number(groupPart)
+      ? checkLinuxId(Number(groupPart), 'image group')
       : Number(groupsFile.find(([group]) => group === groupPart)?.[2] ?? Number.NaN);
     if (Number.isNaN(gid)) throw new InvalidArgumentError(`image group "${groupPart}" is not in the image's /etc/group`);
   }
@@ -194,6 +209,6 @@ export async function resolveUser(
     name === undefined || strict
       ? []
       : groupsFile.filter(([, , , members = '']) => members.split(',').includes(name)).map(([, , id = '']) => Number(id));
-  const extra = (context?.supplementalGroups ?? []).map(Number);
+  const extra = (context?.supplementalGroups ?? []).map((group) => checkLinuxId(group, 'supplemental group'));
   return { uid, gid, groups: [...new Set([...member, ...extra])] };
 }
