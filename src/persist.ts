@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log } from './log.js';
 
@@ -23,10 +23,9 @@ export function saveRecord(dir: string, file: string, record: unknown): Promise<
   const text = `${JSON.stringify(record, null, 2)}\n`;
   const write = (queues.get(path) ?? Promise.resolve())
     .catch(() => undefined)
-    .then(async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeAtomic(path, text);
-    });
+    // The folder is the object's, made when it was created: a save never makes it again, so a
+    // late save cannot bring back an object that was removed meanwhile (it fails with ENOENT).
+    .then(() => writeAtomic(path, text));
   queues.set(path, write);
   void write
     .finally(() => {

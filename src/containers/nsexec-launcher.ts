@@ -92,7 +92,12 @@ async function mountArgs(request: LaunchRequest): Promise<string[]> {
   for (const mount of request.config.mounts) {
     // containerd creates a missing host path as a folder; a symlink is followed to its target.
     await mkdir(mount.hostPath, { recursive: true }).catch(() => undefined);
-    const source = await realpath(mount.hostPath);
+    // A path that names nothing to mount (a magic link such as /proc/self/ns/net) is the config's fault.
+    const source = await realpath(mount.hostPath).catch((err: unknown) => {
+      throw new InvalidArgumentError(`mount host_path ${JSON.stringify(mount.hostPath)} cannot be used: ${messageOf(err)}`, {
+        cause: err,
+      });
+    });
     await checkPropagation(source, mount.propagation);
     const readonly = mount.recursiveReadOnly ? 'rro' : mount.readonly ? 'ro' : '';
     const flags = [readonly, ...mount.mountOptions, PROPAGATION_FLAGS[mount.propagation] ?? ''].filter(Boolean);

@@ -8,20 +8,29 @@ export interface Usage {
   inodes: bigint;
 }
 
-/** What a folder tree really takes on disk, hard links counted once. */
+/** ENOENT: a file that went away between the folder's listing and its stat. */
+const gone = (err: unknown): undefined => {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+  throw err;
+};
+
+/**
+ * What a folder tree really takes on disk, hard links counted once. The store changes while it
+ * is walked (a record saved aside then renamed, a layer collected): what has gone is not counted.
+ */
 export async function directoryUsage(dir: string): Promise<Usage> {
   await mkdir(dir, { recursive: true });
   const seen = new Set<bigint>();
   let bytes = 0n;
   let inodes = 0n;
   const walk = async (path: string): Promise<void> => {
-    const stats = await lstat(path, { bigint: true });
-    if (seen.has(stats.ino)) return;
+    const stats = await lstat(path, { bigint: true }).catch(gone);
+    if (stats === undefined || seen.has(stats.ino)) return;
     seen.add(stats.ino);
     inodes += 1n;
     bytes += stats.blocks * 512n;
     if (stats.isDirectory()) {
-      for (const name of await readdir(path)) await walk(join(path, name));
+      for (const name of (await readdir(path).catch(gone)) ?? []) await walk(join(path, name));
     }
   };
   await walk(dir);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { CgroupDriverName, Config } from '../config/config.js';
 import { containerCgroupPath, podCgroupPath } from '../cgroups/names.js';
 import { recordDriver } from '../cgroups/state-record.js';
-import { FailedPreconditionError } from '../errors.js';
+import { FailedPreconditionError, NotFoundError } from '../errors.js';
 import { LinuxPodSandboxConfig, Protocol, type LinuxContainerResources, type PodSandboxConfig } from '../generated/api.js';
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
@@ -400,6 +400,8 @@ export class SandboxService {
   ): Promise<void> {
     const sandbox = this.store.get(idOrPrefix);
     await this.locks.with(sandbox.id, async () => {
+      // A RemovePodSandbox may have gone first while this waited.
+      if (this.store.find(sandbox.id) !== sandbox) throw new NotFoundError(`sandbox "${sandbox.id}" was removed`);
       const linux = sandbox.config.linux ?? LinuxPodSandboxConfig.create();
       if (overhead !== undefined) linux.overhead = overhead;
       if (resources !== undefined) linux.resources = resources;
@@ -443,6 +445,10 @@ export class SandboxService {
     // stay pinned and its IP allocated until StopPodSandbox releases them.
     log.warn({ podSandboxId: sandbox.id, pid: sandbox.pause.pid }, 'the pause process of a ready sandbox is gone');
     transition(sandbox, 'notready');
-    await saveSandbox(sandbox);
+    // Refreshes run outside the pod's lock (a relist must not wait for a stop): a pod removed
+    // meanwhile has no folder to save into any more, and nothing to save.
+    await saveSandbox(sandbox).catch((err: unknown) => {
+      if (this.store.find(sandbox.id) === sandbox) throw err;
+    });
   }
 }
