@@ -1,7 +1,9 @@
-import type { handleServerStreamingCall } from '@grpc/grpc-js';
+import { status, type handleServerStreamingCall } from '@grpc/grpc-js';
+import { messageOf } from '../errors.js';
 import { ContainerEventResponse, ContainerEventType, type GetEventsRequest } from '../generated/api.js';
 import type { ContainerEventType as EventType } from '../events.js';
 import { log } from '../log.js';
+import { checkDecoded } from './rpc.js';
 import type { Runtime } from './runtime.js';
 import { toContainerStatus } from './container-convert.js';
 import { toPodSandboxStatus } from './sandbox-convert.js';
@@ -20,6 +22,12 @@ const TYPES: Record<EventType, ContainerEventType> = {
  */
 export function getContainerEvents(runtime: Runtime): handleServerStreamingCall<GetEventsRequest, ContainerEventResponse> {
   return (call) => {
+    try {
+      checkDecoded(call.request);
+    } catch (err) {
+      call.emit('error', { code: status.INVALID_ARGUMENT, details: messageOf(err) });
+      return;
+    }
     log.debug({ method: 'GetContainerEvents' }, 'event stream opened');
     const unsubscribe = runtime.events.subscribe((event) => {
       const sandbox = runtime.sandboxes.store.find(event.sandboxId);

@@ -1,6 +1,8 @@
 import {
   Metadata,
   status,
+  type MethodDefinition,
+  type ServiceDefinition,
   type handleServerStreamingCall,
   type handleUnaryCall,
   type ServerWritableStream,
@@ -20,6 +22,39 @@ import {
   messageOf,
 } from '../errors.js';
 import { log } from '../log.js';
+
+/**
+ * A request whose bytes are not the message they should be. grpc-js answers a decoder's throw
+ * with INTERNAL ("Error deserializing request"), as if icetray were broken; the client sent the
+ * garbage, so `decodingSafely` hands this in its place and the handlers answer INVALID_ARGUMENT.
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/** The same service definition, with every method's request decoder unable to throw. */
+export function decodingSafely<T extends ServiceDefinition>(definition: T): T {
+  const safe: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    safe[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new UndecodableRequest(messageOf(err));
+        }
+      },
+    };
+  }
+  return safe as T;
+}
+
+/** Throws InvalidArgument for a request that could not be decoded (see UndecodableRequest). */
+export function checkDecoded(request: unknown): void {
+  if (request instanceof UndecodableRequest)
+    throw new InvalidArgumentError(`the request is not a valid protobuf message: ${request.reason}`);
+}
 
 /** An RPC implementation: the request in, the response out; errors are thrown. */
 export type Handler<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -67,7 +102,10 @@ export function unary<Req, Res>(method: string, handler: Handler<Req, Res>): han
     };
     // Through a promise, so that a handler's synchronous throw is mapped like any rejection.
     Promise.resolve()
-      .then(() => handler(call.request, call))
+      .then(() => {
+        checkDecoded(call.request);
+        return handler(call.request, call);
+      })
       .then(
         (response) => {
           done(status.OK);
@@ -103,7 +141,10 @@ export function listStream<Req, Item, Res>(
       ms: Math.round(performance.now() - started),
     });
     Promise.resolve()
-      .then(() => list(call.request))
+      .then(() => {
+        checkDecoded(call.request);
+        return list(call.request);
+      })
       .then(
         (items) => {
           for (let i = 0; i < items.length; i += ITEMS_PER_MESSAGE) call.write(wrap(items.slice(i, i + ITEMS_PER_MESSAGE)));
@@ -127,6 +168,13 @@ export function unimplemented<Req, Res>(method: string): handleUnaryCall<Req, Re
 /** The server-streaming form of `unimplemented`. */
 export function unimplementedStream<Req, Res>(method: string): handleServerStreamingCall<Req, Res> {
   return (call) => {
+    if (call.request instanceof UndecodableRequest) {
+      call.emit(
+        'error',
+        errorResponse(status.INVALID_ARGUMENT, `the request is not a valid protobuf message: ${call.request.reason}`),
+      );
+      return;
+    }
     const message = `${method} is not implemented by icetray yet`;
     log.info({ method, code: 'UNIMPLEMENTED' }, 'rpc');
     call.emit('error', errorResponse(status.UNIMPLEMENTED, message));

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { FailedPreconditionError } from '../errors.js';
 import { ImageServiceService, RuntimeServiceService } from '../generated/api.js';
 import { log } from '../log.js';
+import { decodingSafely } from './rpc.js';
 import type { Runtime } from './runtime.js';
 import { imageService, runtimeService } from './services.js';
 
@@ -52,8 +53,8 @@ export async function startServer(runtime: Runtime): Promise<RunningServer> {
   const socket = runtime.loaded.config.socket;
   await claimSocket(socket);
   const server = new Server();
-  server.addService(RuntimeServiceService, runtimeService(runtime));
-  server.addService(ImageServiceService, imageService(runtime));
+  server.addService(decodingSafely(RuntimeServiceService), runtimeService(runtime));
+  server.addService(decodingSafely(ImageServiceService), imageService(runtime));
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });
