@@ -321,6 +321,8 @@ export class ContainerService {
     }
     const exited = running.exited.then(async (exit) => {
       stdio.exited();
+      // Nothing reads its stdin any more: icetray's end of the pipe goes (it leaked one fd per container).
+      running.stdin?.destroy();
       await this.onExit(container, exit, logs);
     });
     this.live.set(container.id, { logs, exited, stdio });
