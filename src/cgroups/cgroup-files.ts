@@ -1,6 +1,12 @@
 import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from '../errors.js';
 import { log } from '../log.js';
 import { normalizePath } from './names.js';
 import type { FileWrite } from './resources.js';
@@ -290,6 +296,9 @@ export class CgroupTree {
         return new InvalidArgumentError(message, { cause: err });
       case 'EBUSY':
         return new FailedPreconditionError(message, { cause: err });
+      // A parent's memory limit too small for the new cgroup's own structures.
+      case 'ENOMEM':
+        return new ResourceExhaustedError(message, { cause: err });
       default:
         return new UnavailableError(message, { cause: err });
     }

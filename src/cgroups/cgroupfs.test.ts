@@ -59,7 +59,7 @@ async function fakeRoot(
 }
 
 const read = (...path: string[]) => readFile(join(...path), 'utf8');
-const resources = LinuxContainerResources.fromPartial({ memoryLimitInBytes: 1000n, cpuQuota: 50_000n, cpuShares: 1024n });
+const resources = LinuxContainerResources.fromPartial({ memoryLimitInBytes: 1n << 26n, cpuQuota: 50_000n, cpuShares: 1024n });
 
 describe('cgroup tree detection', () => {
   it('finds v1 hierarchies, with the named systemd and hybrid unified ones as placement-only', async () => {
@@ -95,7 +95,7 @@ describe('cgroupfs driver on a fake v1 tree', () => {
     const driver = await fakeDriver(root);
     const pod = await driver.createPod({ podUid: 'u1', sandboxId: 's1', cgroupParent: '', resources });
     expect(pod).toBe('/kubepods/burstable/podu1');
-    expect(await read(root, 'memory', pod, 'memory.limit_in_bytes')).toBe('1000');
+    expect(await read(root, 'memory', pod, 'memory.limit_in_bytes')).toBe('67108864');
     const cgroup = await driver.createContainer(pod, 'c1', resources);
     expect(cgroup).toBe('/kubepods/burstable/podu1/c1');
     for (const h of ['cpu', 'cpuacct', 'cpuset', 'devices', 'memory', 'pids', 'systemd', 'unified'])
@@ -234,14 +234,14 @@ describe('cgroupfs driver on a fake v2 tree', () => {
     const pod = await driver.createPod({ podUid: 'u1', sandboxId: 's1', cgroupParent: '' });
     expect(await read(root, 'cgroup.subtree_control')).toBe('+cpuset +memory +pids');
     const cgroup = await driver.createContainer(pod, 'c1', resources);
-    expect(await read(root, cgroup, 'memory.max')).toBe('1000');
+    expect(await read(root, cgroup, 'memory.max')).toBe('67108864');
     expect(await read(root, cgroup, 'cpu.max')).toBe('50000 100000');
     expect(await read(root, cgroup, 'cpu.weight')).toBe('39');
     await driver.update(
       cgroup,
-      LinuxContainerResources.fromPartial({ memoryLimitInBytes: 2000n, unified: { 'memory.high': '1500' } }),
+      LinuxContainerResources.fromPartial({ memoryLimitInBytes: 1n << 27n, unified: { 'memory.high': '1500' } }),
     );
-    expect(await read(root, cgroup, 'memory.max')).toBe('2000');
+    expect(await read(root, cgroup, 'memory.max')).toBe('134217728');
     expect(await read(root, cgroup, 'memory.high')).toBe('1500');
     expect(await read(root, cgroup, 'cpu.max')).toBe('50000 100000');
   });

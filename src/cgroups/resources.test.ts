@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors.js';
 import { LinuxContainerResources } from '../generated/api.js';
-import { podResources, resourceWrites, sharesToWeight, swapToV2 } from './resources.js';
+import { MIN_MEMORY_LIMIT, podResources, resourceWrites, sharesToWeight, swapToV2 } from './resources.js';
 
 const r = (partial: Partial<LinuxContainerResources>) => LinuxContainerResources.fromPartial(partial);
 
@@ -19,26 +19,35 @@ describe('CRI resources to cgroup files', () => {
   it('writes v1 files, period before quota, and memsw only where swap accounting exists', () => {
     expect(
       resourceWrites(
-        r({ cpuShares: 512n, cpuPeriod: 100_000n, cpuQuota: 50_000n, memoryLimitInBytes: 1024n, memorySwapLimitInBytes: 1024n }),
+        r({
+          cpuShares: 512n,
+          cpuPeriod: 100_000n,
+          cpuQuota: 50_000n,
+          memoryLimitInBytes: 1n << 26n,
+          memorySwapLimitInBytes: 1n << 26n,
+        }),
         1,
       ),
     ).toEqual([
       { file: 'cpu.shares', value: '512' },
       { file: 'cpu.cfs_period_us', value: '100000' },
       { file: 'cpu.cfs_quota_us', value: '50000' },
-      { file: 'memory.limit_in_bytes', value: '1024' },
-      { file: 'memory.memsw.limit_in_bytes', value: '1024', ifExists: true },
+      { file: 'memory.limit_in_bytes', value: '67108864' },
+      { file: 'memory.memsw.limit_in_bytes', value: '67108864', ifExists: true },
     ]);
   });
 
   it('writes v2 files: weight, cpu.max with the default period, swap as the part beyond memory', () => {
     expect(
-      resourceWrites(r({ cpuShares: 1024n, cpuQuota: 20_000n, memoryLimitInBytes: 1000n, memorySwapLimitInBytes: 3000n }), 2),
+      resourceWrites(
+        r({ cpuShares: 1024n, cpuQuota: 20_000n, memoryLimitInBytes: 1n << 26n, memorySwapLimitInBytes: 3n << 26n }),
+        2,
+      ),
     ).toEqual([
       { file: 'cpu.weight', value: '39' },
       { file: 'cpu.max', value: '20000 100000' },
-      { file: 'memory.max', value: '1000' },
-      { file: 'memory.swap.max', value: '2000' },
+      { file: 'memory.max', value: '67108864' },
+      { file: 'memory.swap.max', value: '134217728' },
     ]);
     expect(resourceWrites(r({ cpuQuota: -1n, cpuPeriod: 50_000n }), 2)).toEqual([{ file: 'cpu.max', value: 'max 50000' }]);
   });
@@ -96,4 +105,12 @@ describe('CRI resources to cgroup files', () => {
       { file: 'cpuset.mems', value: '0' },
     ]);
   });
+
+  it.each([1n, 4096n, MIN_MEMORY_LIMIT - 1n])(
+    'refuses a memory limit of %d bytes, too small for a cgroup to exist (fuzz finding)',
+    (limit) => {
+      expect(() => resourceWrites(r({ memoryLimitInBytes: limit }), 1)).toThrow(InvalidArgumentError);
+      expect(() => resourceWrites(r({ memoryLimitInBytes: limit }), 2)).toThrow(InvalidArgumentError);
+    },
+  );
 });

@@ -81,6 +81,19 @@ function checkCpuList(value: string, field: string): string {
   return value;
 }
 
+/**
+ * The smallest memory limit icetray sets. Below it not even the cgroups of pause and a container
+ * can be made: the kernel charges their own structures to the limit, and mkdir fails with
+ * ENOMEM (4 KiB did, in the fuzz run; 256 KiB still runs a shell). Such a limit is a mistake.
+ */
+export const MIN_MEMORY_LIMIT = 1024n * 1024n;
+
+function checkMemoryLimit(limit: bigint): bigint {
+  if (limit < MIN_MEMORY_LIMIT)
+    throw new InvalidArgumentError(`memory_limit_in_bytes ${String(limit)} is below the 1 MiB a pod or container needs to exist`);
+  return limit;
+}
+
 function positive(value: bigint): boolean {
   return value > 0n;
 }
@@ -100,7 +113,7 @@ export function resourceWrites(r: LinuxContainerResources, version: 1 | 2): File
     if (positive(r.cpuShares)) add('cpu.shares', r.cpuShares);
     if (positive(r.cpuPeriod)) add('cpu.cfs_period_us', r.cpuPeriod);
     if (r.cpuQuota !== 0n) add('cpu.cfs_quota_us', r.cpuQuota < 0n ? -1n : r.cpuQuota);
-    if (positive(r.memoryLimitInBytes)) add('memory.limit_in_bytes', r.memoryLimitInBytes);
+    if (positive(r.memoryLimitInBytes)) add('memory.limit_in_bytes', checkMemoryLimit(r.memoryLimitInBytes));
     if (r.memorySwapLimitInBytes !== 0n)
       add('memory.memsw.limit_in_bytes', r.memorySwapLimitInBytes < 0n ? -1n : r.memorySwapLimitInBytes, true);
     for (const h of r.hugepageLimits) add(`hugetlb.${checkPageSize(h.pageSize)}.limit_in_bytes`, h.limit);
@@ -110,7 +123,7 @@ export function resourceWrites(r: LinuxContainerResources, version: 1 | 2): File
       const period = positive(r.cpuPeriod) ? r.cpuPeriod : DEFAULT_CPU_PERIOD;
       add('cpu.max', `${positive(r.cpuQuota) ? String(r.cpuQuota) : 'max'} ${period}`);
     }
-    if (positive(r.memoryLimitInBytes)) add('memory.max', r.memoryLimitInBytes);
+    if (positive(r.memoryLimitInBytes)) add('memory.max', checkMemoryLimit(r.memoryLimitInBytes));
     const swap = swapToV2(r.memoryLimitInBytes, r.memorySwapLimitInBytes);
     if (swap !== undefined) add('memory.swap.max', swap);
     for (const h of r.hugepageLimits) add(`hugetlb.${checkPageSize(h.pageSize)}.max`, h.limit);
