@@ -86,7 +86,7 @@ export class ContainerService {
     for (const dir of orphans) await this.removeFolder(dir.slice(dir.lastIndexOf('/') + 1), dir);
     for (const container of records) {
       if (container.pending === 'create') {
-        log.warn({ containerId: container.id }, 'undoing a CreateContainer a crash interrupted');
+        log.warn({ containerId: container.id, pending: container.pending }, 'finishing what a crash interrupted');
         await this.removeFolder(container.id, container.dir);
         continue;
       }
@@ -97,6 +97,8 @@ export class ContainerService {
       }
       this.store.add(container);
       this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
+      if (container.pending !== undefined)
+        log.warn({ containerId: container.id, pending: container.pending }, 'finishing what a crash interrupted');
       if (container.pending === 'start') await this.undoStart(container);
       else await this.recover(container);
       const fate = this.deps.sandboxes.fateAfterCrash(container.sandboxId);
