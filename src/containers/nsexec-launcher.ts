@@ -185,6 +185,11 @@ function terminalInput(pipe: Writable, terminal: Writable): Writable {
       terminal.write('eof\n');
       pipe.end(callback);
     },
+    // Destroying the input (the container ended) closes the pipe under it too, or its fd stays open.
+    destroy(err, callback) {
+      pipe.destroy();
+      callback(err);
+    },
   });
 }
 

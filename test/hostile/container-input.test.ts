@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeepPartial } from '../../src/cli/cri-client.js';
-import { ContainerConfig, type PodSandboxConfig } from '../../src/generated/api.js';
+import { ContainerConfig, ContainerState, type PodSandboxConfig } from '../../src/generated/api.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../../src/images/store.js';
 import { formatLeaks, inventory, leakScope, settle, type Inventory, type LeakScope } from '../helpers/leaks.js';
 import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from '../helpers/pods.js';
@@ -145,6 +145,19 @@ describe.skipIf(!isRoot)('hostile container configs and execs (needs root: real 
     await t.cri.runtime.startContainer({ containerId });
     await t.cri.runtime.stopContainer({ containerId, timeout: 0n });
     await t.cri.runtime.removeContainer({ containerId });
+    // The same on a terminal, whose input goes through a wrapper (a fuzz finding), ending by itself.
+    const tty = await t.cri.runtime.createContainer({
+      podSandboxId,
+      config: config({ stdin: true, tty: true, command: ['sh', '-c', 'kill -9 $$'] }),
+      sandboxConfig: pod,
+    });
+    await t.cri.runtime.startContainer({ containerId: tty.containerId });
+    for (let i = 0; i < 100; i++) {
+      const state = (await t.cri.runtime.containerStatus({ containerId: tty.containerId })).status?.state;
+      if (state === ContainerState.CONTAINER_EXITED) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await t.cri.runtime.removeContainer({ containerId: tty.containerId });
   });
 
   it('wrote nothing outside the pod and left nothing behind', async () => {
