@@ -36,7 +36,8 @@ async function readOptional(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    if (errno(err) === 'ENOENT') return undefined;
+    // ENODEV: the file of a cgroup removed while it was read (a stats call racing RemoveContainer).
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENODEV') return undefined;
     throw err;
   }
 }
