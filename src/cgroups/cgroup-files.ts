@@ -294,6 +294,8 @@ export class CgroupTree {
       case 'EINVAL':
       case 'ERANGE':
       case 'EOVERFLOW':
+      // v1 cpuset answers EACCES for CPUs or memory nodes outside its parent's (root has every permission).
+      case 'EACCES':
         return new InvalidArgumentError(message, { cause: err });
       case 'EBUSY':
         return new FailedPreconditionError(message, { cause: err });
