@@ -291,10 +291,10 @@ export class CgroupTree {
     const code = errno(err) ?? 'error';
     const message = `failed to ${what} cgroup ${path}: ${code}`;
     switch (code) {
+      // EACCES is v1 cpuset's answer for CPUs or memory nodes outside its parent's (root has every permission).
       case 'EINVAL':
       case 'ERANGE':
       case 'EOVERFLOW':
-      // v1 cpuset answers EACCES for CPUs or memory nodes outside its parent's (root has every permission).
       case 'EACCES':
         return new InvalidArgumentError(message, { cause: err });
       case 'EBUSY':
