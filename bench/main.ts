@@ -1,6 +1,7 @@
 import { setLogLevel } from '../src/log.js';
 import { benchContainers } from './containers.js';
 import { benchPulls } from './images.js';
+import { benchRestart } from './restart.js';
 import { benchSandboxes } from './sandbox.js';
 import { withBenchRuntime } from './setup.js';
 import { benchStreaming } from './streaming.js';
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
     await benchStreaming(runtime, Number(process.env['ICETRAY_BENCH_STREAMS'] ?? 20));
   });
   await benchPulls(Number(process.env['ICETRAY_BENCH_PULLS'] ?? 5));
+  await benchRestart(Number(process.env['ICETRAY_BENCH_RESTART_PODS'] ?? 50));
 }
 
 await main();
