@@ -181,7 +181,8 @@ export class ContainerService {
   private async removeFolder(id: string, dir: string): Promise<void> {
     await this.deps.images.releaseRootfs('', id, dir);
     await unmountAllUnder(dir);
-    await rm(dir, { recursive: true, force: true });
+    // Retried: an exit being recorded at this moment may still be writing into the folder.
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   }
 
   private image(container: Container): ContainerImage {

@@ -384,7 +384,8 @@ export class SandboxService {
   private async removeFolders(id: string): Promise<void> {
     for (const dir of [this.pinDir(id), join(sandboxesDir(this.deps.config.rootDir), id)]) {
       await unmountAllUnder(dir);
-      await rm(dir, { recursive: true, force: true });
+      // Retried: a relist that checked the pod just before may still be writing its record.
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
     }
   }
 
@@ -439,7 +440,8 @@ export class SandboxService {
   }
 
   private async refresh(sandbox: Sandbox): Promise<void> {
-    if (sandbox.state !== 'ready' || sandbox.pause === undefined) return;
+    // A pod being stopped or removed is its operation's to record (and its folder may be going).
+    if (sandbox.state !== 'ready' || sandbox.pause === undefined || sandbox.pending !== undefined) return;
     if (await this.deps.pause.isAlive(sandbox.pause)) return;
     // A dead pause means the kubelet must recreate the pod: report NOTREADY. Its namespaces
     // stay pinned and its IP allocated until StopPodSandbox releases them.
