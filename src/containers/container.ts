@@ -30,9 +30,17 @@ export interface Container {
   id: string;
   sandboxId: string;
   config: ContainerConfig;
-  /** The image as the kubelet named it, and the id (config digest) it resolved to. */
+  /** The image as the kubelet named it (often its id), and the id (config digest) it resolved to. */
   imageRef: string;
   imageId: string;
+  /**
+   * What ContainerStatus says the image is (CRI image.image, image_ref): the name the user wrote
+   * (user_specified_image, else the image's first tag) and its repo digest (else the id), as
+   * containerd reports them. The kubelet shows these as the pod's image and imageID, and its
+   * "image updated" checks compare them to the pod spec (issue #16). Undefined in older records.
+   */
+  imageName?: string | undefined;
+  imageDigest?: string | undefined;
   state: ContainerState;
   /** Nanoseconds since the epoch; 0n until it happens. */
   createdAt: bigint;

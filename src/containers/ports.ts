@@ -19,6 +19,9 @@ export interface ContainerImage extends ImageProcessDefaults {
   id: string;
   /** The image's STOPSIGNAL (e.g. "SIGQUIT"), '' for none. */
   stopSignal: string;
+  /** Its names ("registry.k8s.io/pause:3.10") and digests ("…/pause@sha256:…"), as ListImages reports them. */
+  repoTags: string[];
+  repoDigests: string[];
 }
 
 export interface ImagePort {

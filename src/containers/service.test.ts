@@ -12,6 +12,7 @@ import { ContainerConfig, PodSandboxConfig } from '../generated/api.js';
 import { SandboxService } from '../sandbox/service.js';
 import { parseLogEntry } from './logs.js';
 import type { CgroupPort, ImagePort, LauncherPort, RunningProcess } from './ports.js';
+import { toContainerStatus, toCriContainer } from '../server/container-convert.js';
 import { ContainerService } from './service.js';
 
 /**
@@ -75,7 +76,17 @@ async function setUp() {
   const images: ImagePort = {
     resolve: (ref) =>
       ref === 'busybox' || ref === 'sha256:busybox'
-        ? { id: 'sha256:busybox', entrypoint: [], cmd: ['sh'], env: [], workingDir: '', user: '', stopSignal: '' }
+        ? {
+            id: 'sha256:busybox',
+            entrypoint: [],
+            cmd: ['sh'],
+            env: [],
+            workingDir: '',
+            user: '',
+            stopSignal: '',
+            repoTags: ['docker.io/library/busybox:1.36'],
+            repoDigests: ['docker.io/library/busybox@sha256:b0b'],
+          }
         : undefined,
     createRootfs: (_image, id) => Promise.resolve(void rootfses.add(id)).then(() => `/rootfs/${id}`),
     releaseRootfs: (_image, id) => Promise.resolve(void rootfses.delete(id)),
@@ -216,6 +227,37 @@ describe('ContainerService lifecycle', () => {
     await expect(s.containers.reopenLog(c.id)).rejects.toThrow(FailedPreconditionError);
     await s.containers.start(c.id);
     await expect(s.containers.start(c.id)).rejects.toThrow(FailedPreconditionError);
+  });
+});
+
+describe('the image a container reports (issue #16: the kubelet waits for the name the user wrote)', () => {
+  it('names the image by what the user wrote, else its first tag, and its repo digest — not the id CreateContainer got', async () => {
+    const s = await setUp();
+    const byId = await s.containers.create(
+      s.pod.id,
+      ContainerConfig.fromPartial({ metadata: { name: 'a' }, image: { image: 'sha256:busybox' }, command: ['true'] }),
+    );
+    expect(toContainerStatus(byId)).toMatchObject({
+      image: { image: 'docker.io/library/busybox:1.36' },
+      imageRef: 'docker.io/library/busybox@sha256:b0b',
+      imageId: 'sha256:busybox',
+    });
+    const named = await s.containers.create(
+      s.pod.id,
+      ContainerConfig.fromPartial({
+        metadata: { name: 'b' },
+        image: { image: 'sha256:busybox', userSpecifiedImage: 'busybox' },
+        command: ['true'],
+      }),
+    );
+    expect(toContainerStatus(named).image?.image).toBe('busybox');
+    expect(toCriContainer(named).image?.image).toBe('busybox');
+    // A tag given as the reference is the one reported, whatever other tags the image has.
+    const tagged = await s.containers.create(
+      s.pod.id,
+      ContainerConfig.fromPartial({ metadata: { name: 'c' }, image: { image: 'busybox' }, command: ['true'] }),
+    );
+    expect(toContainerStatus(tagged).image?.image).toBe('busybox');
   });
 });
 

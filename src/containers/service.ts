@@ -59,6 +59,18 @@ interface Live {
   stdio: AttachableStdio;
 }
 
+/**
+ * The image as the user named it: user_specified_image (the kubelet sends the pod spec's image
+ * there and the resolved id in `image`), else the reference itself when it is a name rather than
+ * an id or digest, else the image's first tag (containerd's rule).
+ */
+function imageName(config: ContainerConfig, imageRef: string, image: ContainerImage): string {
+  const specified = config.image?.userSpecifiedImage ?? '';
+  if (specified !== '') return specified;
+  const isId = imageRef.startsWith('sha256:') || /^[a-f0-9]{64}$/.test(imageRef) || imageRef.includes('@');
+  return isId ? (image.repoTags[0] ?? imageRef) : imageRef;
+}
+
 /** A container that ended while no icetray watched it, and left no exit record. */
 const UNKNOWN_EXIT: ProcessExit = { exitCode: -1, signal: undefined };
 const UNKNOWN_EXIT_MESSAGE = 'the process ended while icetray was not running: its exit code is unknown';
@@ -140,6 +152,8 @@ export class ContainerService {
         config,
         imageRef,
         imageId: image.id,
+        imageName: imageName(config, imageRef, image),
+        imageDigest: image.repoDigests[0] ?? image.id,
         state: 'created',
         createdAt: nowNanos(),
         startedAt: 0n,

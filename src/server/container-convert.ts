@@ -3,6 +3,7 @@ import {
   ContainerState as CriContainerState,
   ContainerStatus,
   type ContainerResources,
+  type ImageSpec,
 } from '../generated/api.js';
 import type { Container, ContainerState } from '../containers/container.js';
 
@@ -12,14 +13,20 @@ export const CONTAINER_STATES: Record<ContainerState, CriContainerState> = {
   exited: CriContainerState.CONTAINER_EXITED,
 };
 
+/** The image spec as given, naming the image the user wrote rather than the id the kubelet resolved it to. */
+function shownImage(container: Container): ImageSpec | undefined {
+  const spec = container.config.image;
+  return spec === undefined ? undefined : { ...spec, image: container.imageName ?? spec.image };
+}
+
 /** The CRI summary of a container, as ListContainers returns it. */
 export function toCriContainer(container: Container): CriContainer {
   return CriContainer.create({
     id: container.id,
     podSandboxId: container.sandboxId,
     metadata: container.config.metadata,
-    image: container.config.image,
-    imageRef: container.imageId,
+    image: shownImage(container),
+    imageRef: container.imageDigest ?? container.imageId,
     imageId: container.imageId,
     state: CONTAINER_STATES[container.state],
     createdAt: container.createdAt,
@@ -49,8 +56,8 @@ export function toContainerStatus(container: Container): ContainerStatus {
     startedAt: container.startedAt,
     finishedAt: container.finishedAt,
     exitCode: container.exitCode,
-    image: container.config.image,
-    imageRef: container.imageId,
+    image: shownImage(container),
+    imageRef: container.imageDigest ?? container.imageId,
     imageId: container.imageId,
     reason: container.reason,
     message: container.message,
