@@ -6,8 +6,9 @@ import type { DeepPartial } from '../../src/cli/cri-client.js';
 import { ContainerConfig, ContainerState, type PodSandboxConfig } from '../../src/generated/api.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../../src/images/store.js';
 import { formatLeaks, inventory, leakScope, settle, type Inventory, type LeakScope } from '../helpers/leaks.js';
-import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from '../helpers/pods.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { codeOf, startHarness, stopHarness, type Harness } from '../helpers/hostile.js';
+import { podConfig } from '../helpers/pods.js';
+import type { TestServer } from '../helpers/server.js';
 import { isRoot } from '../helpers/tools.js';
 
 /**
@@ -15,15 +16,6 @@ import { isRoot } from '../helpers/tools.js';
  * (never INTERNAL), nothing written outside the pod's folders, nothing left behind. Paths
  * through image symlinks are test/hostile/mounts.test.ts; devices test/hostile/devices.test.ts.
  */
-
-async function codeOf(call: Promise<unknown>): Promise<number> {
-  try {
-    await call;
-    return status.OK;
-  } catch (err) {
-    return (err as { code: number }).code;
-  }
-}
 
 /** A folder the payloads aim at: nothing may appear in it. */
 const TARGET = 'icetray-hostile-target';
@@ -55,11 +47,10 @@ const PAYLOADS: [string, DeepPartial<ContainerConfig>][] = [
 ];
 
 describe.skipIf(!isRoot)('hostile container configs and execs (needs root: real containers over the socket)', () => {
+  let h: Harness | undefined;
   let t: TestServer;
-  let net: TestNetwork;
   let scope: LeakScope;
   let before: Inventory;
-  let ipForwardBefore: string;
   let pod: PodSandboxConfig;
   let podSandboxId: string;
   let running: string;
@@ -79,14 +70,12 @@ describe.skipIf(!isRoot)('hostile container configs and execs (needs root: real 
     });
 
   beforeAll(async () => {
-    ipForwardBefore = ipForward();
-    t = await startTestServer();
-    net = writeTestNetwork(t.runtime.loaded.config.cniConfDir, t.dir);
+    h = await startHarness();
+    t = h.t;
     // log_directory two levels down, so that "../../" from it lands in the test's own folder.
     logDir = join(t.dir, 'logs', 'pods', 'p');
     target = join(t.dir, 'logs', TARGET);
     mkdirSync(target, { recursive: true });
-    await t.cri.image.pullImage({ image: { image: BUILTIN_BUSYBOX_IMAGE } });
     pod = podConfig({ logDirectory: logDir });
     podUids.add(pod.metadata?.uid ?? '');
     ({ podSandboxId } = await t.cri.runtime.runPodSandbox({ config: pod }));
@@ -95,16 +84,10 @@ describe.skipIf(!isRoot)('hostile container configs and execs (needs root: real 
     await t.cri.runtime.startContainer({ containerId });
     running = containerId;
     ids.add(containerId);
-    scope = leakScope(t, net, { podUids, ids });
+    scope = leakScope(t, h.net, { podUids, ids });
     before = await inventory(scope);
   });
-  afterAll(async () => {
-    const { items } = await t.cri.runtime.listPodSandbox({});
-    for (const p of items) await t.cri.runtime.removePodSandbox({ podSandboxId: p.id });
-    await t.close();
-    await sh('ip', ['link', 'del', net.bridge]);
-    restoreIpForward(ipForwardBefore);
-  });
+  afterAll(() => stopHarness(h));
 
   it.each(PAYLOADS)('refuses %s with INVALID_ARGUMENT', async (_, change) => {
     const code = await codeOf(t.cri.runtime.createContainer({ podSandboxId, config: config(change), sandboxConfig: pod }));

@@ -10,7 +10,7 @@ import {
   stopHarness,
   type Harness,
   type Pod,
-} from '../fixtures/process/harness.js';
+} from '../helpers/hostile.js';
 import { useTempDirs } from '../helpers/temp.js';
 import { isRoot } from '../helpers/tools.js';
 

@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PodSandboxConfig, Protocol } from '../../src/generated/api.js';
 import type { DeepPartial } from '../../src/cli/cri-client.js';
 import { formatLeaks, inventory, leakScope, settle, type Inventory, type LeakScope } from '../helpers/leaks.js';
-import { ipForward, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from '../helpers/pods.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { codeOf, startHarness, stopHarness, type Harness } from '../helpers/hostile.js';
+import { podConfig, sh } from '../helpers/pods.js';
+import type { TestServer } from '../helpers/server.js';
 import { isRoot } from '../helpers/tools.js';
 
 /**
@@ -14,16 +15,6 @@ import { isRoot } from '../helpers/tools.js';
  * leases, folders, descriptors), counted before and after. Where a payload aims at the host,
  * the host is checked too.
  */
-
-/** The gRPC code a call ends with (OK = 0). */
-async function codeOf(call: Promise<unknown>): Promise<number> {
-  try {
-    await call;
-    return status.OK;
-  } catch (err) {
-    return (err as { code: number }).code;
-  }
-}
 
 const long = (n: number): string => 'a'.repeat(n);
 
@@ -79,19 +70,17 @@ const PAYLOADS: [string, DeepPartial<PodSandboxConfig>][] = [
 ];
 
 describe.skipIf(!isRoot)('hostile pod configs (needs root: real pods over the socket)', () => {
+  let h: Harness | undefined;
   let t: TestServer;
-  let net: TestNetwork;
   let scope: LeakScope;
   let before: Inventory;
-  let ipForwardBefore: string;
   const podUids = new Set<string>();
   const corePattern = readFileSync('/proc/sys/kernel/core_pattern', 'utf8');
 
   beforeAll(async () => {
-    ipForwardBefore = ipForward();
-    t = await startTestServer();
-    net = writeTestNetwork(t.runtime.loaded.config.cniConfDir, t.dir);
-    scope = leakScope(t, net, { podUids });
+    h = await startHarness();
+    t = h.t;
+    scope = leakScope(t, h.net, { podUids });
     // One good pod first, so that the bridge exists and later counts see only what the payloads do.
     const warm = podConfig();
     podUids.add(warm.metadata?.uid ?? '');
@@ -99,13 +88,7 @@ describe.skipIf(!isRoot)('hostile pod configs (needs root: real pods over the so
     await t.cri.runtime.removePodSandbox({ podSandboxId });
     before = await inventory(scope);
   });
-  afterAll(async () => {
-    const { items } = await t.cri.runtime.listPodSandbox({});
-    for (const pod of items) await t.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
-    await t.close();
-    await sh('ip', ['link', 'del', net.bridge]);
-    restoreIpForward(ipForwardBefore);
-  });
+  afterAll(() => stopHarness(h));
 
   it.each(PAYLOADS)('refuses %s with INVALID_ARGUMENT', async (_, change) => {
     const base = podConfig();
