@@ -200,7 +200,11 @@ export class CgroupTree {
     for (const w of writes) {
       const dir = this.dirOf(cgroup, w.file);
       if (dir === undefined && controllerOf(w.file) === 'hugetlb') {
-        log.warn({ cgroup, file: w.file }, 'hugetlb controller not mounted: hugepage limit not applied');
+        // The kubelet sends a limit for every page size, 0 when the pod asks for none: only a
+        // real request is worth a warning (issue #16: two lines per container otherwise).
+        const line = { cgroup, file: w.file, value: w.value };
+        if (w.value === '0') log.debug(line, 'hugetlb controller not mounted: zero hugepage limit not applied');
+        else log.warn(line, 'hugetlb controller not mounted: hugepage limit not applied');
         continue;
       }
       if (w.ifExists === true && (dir === undefined || (await readOptional(join(dir, w.file))) === undefined)) continue;
