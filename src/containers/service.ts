@@ -97,8 +97,9 @@ export class ContainerService {
     const { records, orphans } = await loadContainers(this.deps.config.rootDir);
     for (const dir of orphans) await this.removeFolder(dir.slice(dir.lastIndexOf('/') + 1), dir);
     for (const container of records) {
-      if (container.pending === 'create') {
+      if (container.pending !== undefined)
         log.warn({ containerId: container.id, pending: container.pending }, 'finishing what a crash interrupted');
+      if (container.pending === 'create') {
         await this.removeFolder(container.id, container.dir);
         continue;
       }
@@ -109,8 +110,6 @@ export class ContainerService {
       }
       this.store.add(container);
       this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
-      if (container.pending !== undefined)
-        log.warn({ containerId: container.id, pending: container.pending }, 'finishing what a crash interrupted');
       if (container.pending === 'start') await this.undoStart(container);
       else await this.recover(container);
       const fate = this.deps.sandboxes.fateAfterCrash(container.sandboxId);
@@ -136,7 +135,8 @@ export class ContainerService {
     validateSecurityContext(config.linux?.securityContext);
     validateMounts(config.mounts);
     checkAbsolutePath(containerWorkingDir(config, image), 'working_dir');
-    await containerDevices(config);
+    // The CRI devices only: a privileged container's host devices are read at start, where they are used.
+    await containerDevices({ devices: config.devices, linux: undefined });
 
     return this.deps.sandboxes.withReady(sandboxId, async (sandbox) => {
       // CRI: log_path is relative to the pod's log_directory, and must stay inside it.

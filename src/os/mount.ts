@@ -21,11 +21,12 @@ export async function unmountAndRemove(path: string, recursive = false): Promise
 }
 
 /**
- * Unmounts every mount at or below `dir`, deepest first: what a crash left mounted under a pod's
- * or a container's folder (namespace pins, /dev/shm, a rootfs), whatever icetray recorded of it.
+ * Unmounts every mount at or below each of `dirs`, deepest first: what a crash left mounted under
+ * a pod's or a container's folders (namespace pins, /dev/shm, a rootfs), whatever icetray
+ * recorded of it. The mount table is read once, however many folders.
  */
-export async function unmountAllUnder(dir: string): Promise<void> {
-  const below = (await mountPoints()).filter((point) => point === dir || point.startsWith(`${dir}/`));
+export async function unmountAllUnder(...dirs: string[]): Promise<void> {
+  const below = (await mountPoints()).filter((point) => dirs.some((dir) => point === dir || point.startsWith(`${dir}/`)));
   for (const point of below.sort((a, b) => b.length - a.length)) {
     // A mount something still uses (a shell's cwd) is detached now and goes when released.
     await run('umount', [point]).catch(() => run('umount', ['--lazy', point]));

@@ -382,11 +382,10 @@ export class SandboxService {
 
   /** The pod's folders under root_dir and state_dir, with anything still mounted in them. */
   private async removeFolders(id: string): Promise<void> {
-    for (const dir of [this.pinDir(id), join(sandboxesDir(this.deps.config.rootDir), id)]) {
-      await unmountAllUnder(dir);
-      // Retried: a relist that checked the pod just before may still be writing its record.
-      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-    }
+    const dirs = [this.pinDir(id), join(sandboxesDir(this.deps.config.rootDir), id)];
+    await unmountAllUnder(...dirs);
+    // Retried: a relist that checked the pod just before may still be writing its record.
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   }
 
   /**
