@@ -12,6 +12,7 @@ export const CONFIG_OPTIONS = {
   'pod-infra-container-image': { type: 'string' },
   'cni-conf-dir': { type: 'string' },
   'log-level': { type: 'string' },
+  'runtime-handler': { type: 'string' },
 } as const;
 
 export const CONFIG_HELP = `  --config FILE       TOML config file (default /etc/icetray/config.toml, if it exists;
@@ -25,6 +26,9 @@ export const CONFIG_HELP = `  --config FILE       TOML config file (default /etc
                       the pause image, spelled as cri-dockerd's flag
   --cni-conf-dir DIR  CNI network configs (default /etc/icetray/cni/net.d), as cri-dockerd's flag
   --log-level LEVEL   fatal, error, warn, info, debug, trace or silent (default info)
+  --runtime-handler NAME[,NAME…]
+                      runtime handlers to accept besides those of the config file (a
+                      RuntimeClass's handler, such as test-handler): aliases of the default
 `;
 
 export type Values = Record<string, string | boolean | undefined>;
@@ -53,5 +57,8 @@ export function loadFromOptions(values: Values): LoadedConfig {
   if (pauseImage !== undefined) flags.pauseImage = pauseImage;
   const cniConfDir = text(values, 'cni-conf-dir');
   if (cniConfDir !== undefined) flags.cniConfDir = cniConfDir;
+  // One flag, a comma-separated list: handler names are DNS labels, which have no comma.
+  const handlers = text(values, 'runtime-handler');
+  if (handlers !== undefined) flags.runtimeHandlers = handlers.split(',').map((name) => name.trim());
   return loadConfig({ file: text(values, 'config'), flags, flavor: flavor as Flavor | undefined });
 }

@@ -142,4 +142,66 @@ describe('config', () => {
     const crio = loadConfig({ file: file('[crio.api]\nstream_port = "0"\nstream_idle_timeout = ""\n') });
     expect(crio.config).toMatchObject({ streamServerPort: 0, streamIdleTimeout: '0' });
   });
+
+  describe('runtime handlers (issue #16)', () => {
+    it('declares only the default handler "" by default', () => {
+      expect(DEFAULTS.runtimeHandlers).toEqual(['']);
+      expect(loadConfig({ file: file('') }).config.runtimeHandlers).toEqual(['']);
+    });
+
+    it('reads runtime_handlers, keeps "" first, and lets --runtime-handler add more', () => {
+      const loaded = loadConfig({
+        file: file('runtime_handlers = ["test-handler"]\n'),
+        flags: { runtimeHandlers: ['other', 'test-handler'] },
+      });
+      expect(loaded.config.runtimeHandlers).toEqual(['', 'test-handler', 'other']);
+      expect(loaded.origins.runtimeHandlers).toMatch(/runtime_handlers, then command line: --runtime-handler$/);
+    });
+
+    it.each([
+      ['runtime_handlers = "test-handler"', /expected a list of runtime handler names/],
+      ['runtime_handlers = ["Test"]', /DNS labels/],
+      ['runtime_handlers = ["a/../b"]', /DNS labels/],
+      ['runtime_handlers = ["a\\u0000b"]', /DNS labels/],
+      [`runtime_handlers = ["${'a'.repeat(64)}"]`, /DNS labels/],
+      ['runtime_handlers = ["x", "x"]', /each runtime handler once, got "x"/],
+    ])('rejects %s', (text, message) => {
+      expect(() => loadConfig({ file: file(text) })).toThrow(message);
+    });
+
+    it("takes containerd's runtime tables as handlers, test-handler as the node e2e CI writes it", () => {
+      const text = [
+        'version = 3',
+        '[plugins."io.containerd.cri.v1.runtime".containerd]',
+        '  default_runtime_name = "runc"',
+        '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]',
+        '  runtime_type = "io.containerd.runc.v2"',
+        '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.test-handler]',
+        '  runtime_type = "io.containerd.runc.v2"',
+        '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.empty]',
+        '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.kata]',
+        '  runtime_type = "io.containerd.kata.v2"',
+      ].join('\n');
+      const loaded = loadConfig({ file: file(text), flavor: 'containerd' });
+      expect(loaded.config.runtimeHandlers).toEqual(['', 'runc', 'test-handler', 'empty']);
+      // A VM runtime is refused rather than run without the isolation it promises.
+      expect(loaded.warnings).toEqual([
+        expect.stringMatching(/runtime "kata" has runtime_type "io\.containerd\.kata\.v2".*refused/),
+      ]);
+    });
+
+    it("takes CRI-O's runtime tables as handlers, and a SystemdCgroup of any handler must agree", () => {
+      const crio = loadConfig({ file: file('[crio.runtime.runtimes.crun]\n[crio.runtime.runtimes.vm]\nruntime_type = "vm"\n') });
+      expect(crio.config.runtimeHandlers).toEqual(['', 'crun']);
+      const disagree = [
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+        'SystemdCgroup = true',
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.test-handler.options]',
+        'SystemdCgroup = false',
+      ].join('\n');
+      expect(() => loadConfig({ file: file(disagree) })).toThrow(
+        /keys ".*runc\.options\.SystemdCgroup" and ".*test-handler\.options\.SystemdCgroup" disagree/,
+      );
+    });
+  });
 });

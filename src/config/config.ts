@@ -39,6 +39,13 @@ export interface Config {
   streamServerPort: number;
   /** A stream with no traffic for this long is closed (a Go duration; "0" never). */
   streamIdleTimeout: string;
+  /**
+   * The CRI runtime handlers RunPodSandbox accepts (a RuntimeClass's `handler`), the default ""
+   * first. icetray has one low-level runtime, nsexec, so every handler is a named alias of the
+   * default with the same features: a name a cluster's RuntimeClass can point at, such as the
+   * node e2e suite's `test-handler` — not a different isolation.
+   */
+  runtimeHandlers: string[];
 }
 
 /** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
@@ -78,6 +85,8 @@ export const DEFAULTS: Config = {
   streamServerPort: 0,
   // The kubelet's and containerd's default.
   streamIdleTimeout: '4h0m0s',
+  // The kubelet sends "" for a pod without a RuntimeClass.
+  runtimeHandlers: [''],
 };
 
 /** The TOML key of each setting: snake_case, as containerd and CRI-O spell theirs. */
@@ -96,6 +105,7 @@ const KEYS: Record<keyof Config, string> = {
   streamServerAddress: 'stream_server_address',
   streamServerPort: 'stream_server_port',
   streamIdleTimeout: 'stream_idle_timeout',
+  runtimeHandlers: 'runtime_handlers',
 };
 
 export function tomlKey(field: keyof Config): string {
@@ -157,6 +167,25 @@ const duration: Check = (key, value) => {
   return value;
 };
 
+/**
+ * A RuntimeClass handler is a DNS label (RFC 1123: at most 63 lowercase letters, digits and
+ * '-'), as the Kubernetes API validates RuntimeClass.handler; "" is the default handler.
+ */
+export const RUNTIME_HANDLER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Handler names, each once; the default "" is always there and listed first. */
+const runtimeHandlers: Check = (key, value) => {
+  if (!Array.isArray(value)) throw invalid(key, 'a list of runtime handler names', value);
+  const names = new Set<string>();
+  for (const name of value) {
+    if (typeof name !== 'string' || (name !== '' && !RUNTIME_HANDLER_NAME.test(name)))
+      throw invalid(key, 'runtime handler names that are DNS labels (lowercase letters, digits, "-"; at most 63)', name);
+    if (names.has(name)) throw invalid(key, 'each runtime handler once', name);
+    names.add(name);
+  }
+  return ['', ...[...names].filter((name) => name !== '')];
+};
+
 const absolutePaths: Check = (key, value) => {
   if (!Array.isArray(value) || value.length === 0) throw invalid(key, 'a non-empty list of absolute paths', value);
   return value.map((item) => absolutePath(key, item));
@@ -177,6 +206,7 @@ const CHECKS: Record<keyof Config, Check> = {
   streamServerAddress: nonEmptyString,
   streamServerPort: port,
   streamIdleTimeout: duration,
+  runtimeHandlers,
 };
 
 const FIELDS = Object.keys(KEYS) as (keyof Config)[];
@@ -310,6 +340,14 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     for (const field of FIELDS) {
       const value = layer[field];
       if (value === undefined) continue;
+      if (field === 'runtimeHandlers' && source === 'flag') {
+        // --runtime-handler adds to the handlers of the file (or the default), never removes one.
+        const added = (value as string[]).filter((name) => !config.runtimeHandlers.includes(name));
+        config.runtimeHandlers = CHECKS.runtimeHandlers(KEYS[field], [...config.runtimeHandlers, ...added]) as string[];
+        origins[field] = `${origins[field]}, then command line: --runtime-handler`;
+        sources[field] = source;
+        continue;
+      }
       // File values were checked as they were read; flags are checked here.
       (config as Record<keyof Config, unknown>)[field] = source === 'flag' ? CHECKS[field](KEYS[field], value) : value;
       sources[field] = source;

@@ -20,7 +20,9 @@ export function flatten(table: Record<string, unknown>, prefix = '', leaves: Lea
   for (const [key, value] of Object.entries(table)) {
     const path = prefix === '' ? segment(key) : `${prefix}.${segment(key)}`;
     if (typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)) {
-      flatten(value as Record<string, unknown>, path, leaves);
+      // An empty table is a leaf of its own: `[…runtimes.test-handler]` declares a handler.
+      if (Object.keys(value).length === 0) leaves.set(path, {});
+      else flatten(value as Record<string, unknown>, path, leaves);
     } else {
       leaves.set(path, value);
     }
@@ -55,7 +57,6 @@ const CONTAINERD_V3_IMAGES = 'plugins."io.containerd.cri.v1.images"';
 const CONTAINERD: Record<string, Mapping> = {
   'grpc.address': { field: 'socket', convert: unixAddress },
   [`${CONTAINERD_V2}.sandbox_image`]: { field: 'pauseImage', convert: same },
-  [`${CONTAINERD_V2}.containerd.runtimes.runc.options.SystemdCgroup`]: { field: 'cgroupDriver', convert: systemdCgroup },
   [`${CONTAINERD_V2}.cni.bin_dir`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V2}.cni.conf_dir`]: { field: 'cniConfDir', convert: same },
   [`${CONTAINERD_V2}.registry.config_path`]: { field: 'registry', convert: hostsFolder },
@@ -64,12 +65,48 @@ const CONTAINERD: Record<string, Mapping> = {
   [`${CONTAINERD_V2}.stream_server_port`]: { field: 'streamServerPort', convert: portNumber },
   [`${CONTAINERD_V2}.stream_idle_timeout`]: { field: 'streamIdleTimeout', convert: same },
   [`${CONTAINERD_V3_IMAGES}.pinned_images.sandbox`]: { field: 'pauseImage', convert: same },
-  [`${CONTAINERD_V3_RUNTIME}.containerd.runtimes.runc.options.SystemdCgroup`]: { field: 'cgroupDriver', convert: systemdCgroup },
   [`${CONTAINERD_V3_RUNTIME}.cni.bin_dir`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V3_RUNTIME}.cni.bin_dirs`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V3_RUNTIME}.cni.conf_dir`]: { field: 'cniConfDir', convert: same },
   [`${CONTAINERD_V3_IMAGES}.registry.config_path`]: { field: 'registry', convert: hostsFolder },
 };
+
+const SYSTEMD_CGROUP: Mapping = { field: 'cgroupDriver', convert: systemdCgroup };
+
+/**
+ * The runtime tables, each naming a CRI runtime handler: containerd's
+ * `<cri plugin>.containerd.runtimes.<name>` and CRI-O's `crio.runtime.runtimes.<name>`.
+ */
+const RUNTIME_TABLES: Record<Dialect, RegExp> = {
+  containerd:
+    /^(plugins\."io\.containerd\.grpc\.v1\.cri"|plugins\."io\.containerd\.cri\.v1\.runtime")\.containerd\.runtimes\.([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")(?:\.(.+))?$/,
+  crio: /^(crio\.runtime)\.runtimes\.([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")(?:\.(.+))?$/,
+};
+
+/**
+ * The runtime_type of a runtime icetray can stand in for: runc's shim (containerd's default) and
+ * CRI-O's "oci". A VM runtime (kata's `io.containerd.kata.v2`, CRI-O's "vm") promises an
+ * isolation nsexec does not give, so such a handler is left out and its pods are refused.
+ */
+const RUNC_LIKE: Record<Dialect, readonly unknown[]> = {
+  containerd: [undefined, 'io.containerd.runc.v2'],
+  crio: [undefined, 'oci'],
+};
+
+/** The key naming the runtime the default handler "" stands for. */
+const DEFAULT_RUNTIME: Record<Dialect, RegExp> = {
+  containerd: /^plugins\."io\.containerd\.(grpc\.v1\.cri|cri\.v1\.runtime)"\.containerd\.default_runtime_name$/,
+  crio: /^crio\.runtime\.default_runtime$/,
+};
+
+/** A RuntimeClass handler must be a DNS label (RFC 1123), as the Kubernetes API checks it. */
+const HANDLER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+interface RuntimeTable {
+  /** The table's key, for messages. */
+  path: string;
+  type: unknown;
+}
 
 /** Keys that say what the file is rather than set anything. */
 const CONTAINERD_HARMLESS = new Set(['version']);
@@ -100,14 +137,7 @@ export interface DialectSettings {
 export function readDialect(dialect: Dialect, leaves: Leaves): DialectSettings {
   const mappings = dialect === 'containerd' ? CONTAINERD : CRIO;
   const result: DialectSettings = { settings: {}, keys: {}, warnings: [] };
-  for (const [path, value] of leaves) {
-    const mapping = mappings[path];
-    if (mapping === undefined) {
-      if (dialect === 'containerd' && CONTAINERD_HARMLESS.has(path)) continue;
-      if (dialect === 'crio' && path === 'crio.runtime.conmon_cgroup') continue;
-      result.warnings.push(`${dialect} key "${path}" is not honoured by icetray and has no effect`);
-      continue;
-    }
+  const apply = (path: string, value: unknown, mapping: Mapping): void => {
     let converted: unknown;
     try {
       converted = mapping.convert(value);
@@ -120,9 +150,78 @@ export function readDialect(dialect: Dialect, leaves: Leaves): DialectSettings {
     }
     result.settings[mapping.field] = converted;
     result.keys[mapping.field] = path;
+  };
+  const runtimes = new Map<string, RuntimeTable>();
+  const defaults: [string, unknown][] = [];
+  for (const [path, value] of leaves) {
+    const runtime = RUNTIME_TABLES[dialect].exec(path);
+    if (runtime !== null) {
+      const [, plugin = '', quoted = '', rest] = runtime;
+      const name = quoted.startsWith('"') ? (JSON.parse(quoted) as string) : quoted;
+      const table = runtimes.get(name) ?? {
+        path: `${plugin}.${dialect === 'crio' ? 'runtimes' : 'containerd.runtimes'}.${quoted}`,
+        type: undefined,
+      };
+      runtimes.set(name, table);
+      if (rest === undefined) continue; // an empty table: the handler, nothing more
+      if (rest === 'runtime_type') table.type = value;
+      else if (dialect === 'containerd' && rest === 'options.SystemdCgroup') apply(path, value, SYSTEMD_CGROUP);
+      else result.warnings.push(`${dialect} key "${path}" is not honoured by icetray and has no effect`);
+      continue;
+    }
+    if (DEFAULT_RUNTIME[dialect].test(path)) {
+      defaults.push([path, value]);
+      continue;
+    }
+    const mapping = mappings[path];
+    if (mapping === undefined) {
+      if (dialect === 'containerd' && CONTAINERD_HARMLESS.has(path)) continue;
+      if (dialect === 'crio' && path === 'crio.runtime.conmon_cgroup') continue;
+      // An empty table sets nothing.
+      if (typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length === 0) continue;
+      result.warnings.push(`${dialect} key "${path}" is not honoured by icetray and has no effect`);
+      continue;
+    }
+    apply(path, value, mapping);
   }
+  readRuntimes(dialect, runtimes, defaults, result);
   if (dialect === 'crio') checkConmonCgroup(leaves, result);
   return result;
+}
+
+/**
+ * Each runtime table becomes a runtime handler of that name, an alias of icetray's one runtime
+ * (nsexec), when its runtime_type is runc's; any other is left out with a warning, so a pod
+ * asking for VM isolation is refused rather than run without it.
+ */
+function readRuntimes(
+  dialect: Dialect,
+  runtimes: Map<string, RuntimeTable>,
+  defaults: [string, unknown][],
+  result: DialectSettings,
+): void {
+  const handlers: string[] = [];
+  for (const [name, table] of runtimes) {
+    if (!HANDLER_NAME.test(name)) {
+      result.warnings.push(
+        `${dialect} runtime ${JSON.stringify(name)} (${table.path}) cannot be a RuntimeClass handler: not a DNS label`,
+      );
+    } else if (!RUNC_LIKE[dialect].includes(table.type)) {
+      result.warnings.push(
+        `${dialect} runtime "${name}" has runtime_type ${JSON.stringify(table.type)}: icetray's one runtime, nsexec, stands in for runc only, so pods asking for "${name}" are refused`,
+      );
+    } else {
+      handlers.push(name);
+      result.keys.runtimeHandlers ??= table.path;
+    }
+  }
+  if (handlers.length > 0) result.settings.runtimeHandlers = ['', ...handlers];
+  for (const [path, value] of defaults) {
+    if (typeof value === 'string' && handlers.includes(value)) continue;
+    result.warnings.push(
+      `${dialect} key "${path}" = ${JSON.stringify(value)} has no effect: icetray's default handler "" is its nsexec runtime`,
+    );
+  }
 }
 
 function checkConmonCgroup(leaves: Leaves, result: DialectSettings): void {

@@ -32,15 +32,13 @@ export async function status(runtime: Runtime, request: StatusRequest): Promise<
   }
   return StatusResponse.create({
     status: { conditions: [condition('RuntimeReady', runtimeState), condition('NetworkReady', networkState)] },
-    // One handler, the default (""). Features claimed only where real: recursive read-only
-    // mounts where the kernel has mount_setattr, the nosuid/nodev/noexec mount options, the
-    // supplemental groups policy (Merge/Strict, and ContainerStatus.user); no user namespaces.
-    runtimeHandlers: [
-      RuntimeHandler.create({
-        name: '',
-        features: { recursiveReadOnlyMounts: RECURSIVE_READONLY_MOUNTS, userNamespaces: false },
-      }),
-    ],
+    // Each configured handler, the default ("") first. All run on nsexec, so all have the same
+    // features, claimed only where real: recursive read-only mounts where the kernel has
+    // mount_setattr; no user namespaces. Runtime-wide: the nosuid/nodev/noexec mount options and
+    // the supplemental groups policy (Merge/Strict, and ContainerStatus.user).
+    runtimeHandlers: config.runtimeHandlers.map((name) =>
+      RuntimeHandler.create({ name, features: { recursiveReadOnlyMounts: RECURSIVE_READONLY_MOUNTS, userNamespaces: false } }),
+    ),
     features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: true },
     info,
   });
