@@ -2,7 +2,7 @@
 # Installs what icetray needs on a Debian machine; does nothing for what is already there.
 #
 #   scripts/install-deps.sh run    Debian packages icetray uses at run time, node_modules
-#   scripts/install-deps.sh test   the same, plus what the tests use and crictl/critest (built with Go)
+#   scripts/install-deps.sh test   the same, plus what the tests use: crictl/critest and the kubelet (built with Go)
 #
 # `npm start` and `npm test` call it first, so a fresh clone needs no other step.
 set -euo pipefail
@@ -62,4 +62,6 @@ fi
 
 if [[ "$mode" == "test" ]]; then
   "$repo/conformance/install-cri-tools.sh"
+  # The kubelet the kubelet-driven suite (test/kubelet) runs: ~15 minutes the first time.
+  "$repo/conformance/install-kubernetes.sh" kubelet
 fi

@@ -63,15 +63,19 @@ export async function startServeProcess(extraToml = '', { detached = false } = {
   return spawnServe(['--config', configFile], dir, socket, configFile, { detached });
 }
 
-/** Runs `icetray serve ARGS` and waits until it says it is serving; stop() also removes `dir`. */
+/**
+ * Runs `icetray serve ARGS` and waits until it says it is serving; stop() also removes `dir`.
+ * `wrap` is a command that execs the server (e.g. an `nsenter` into a node's mount namespace).
+ */
 export async function spawnServe(
   args: string[],
   dir: string,
   socket: string,
   configFile = '',
-  { detached = false } = {},
+  { detached = false, wrap = [] as string[] } = {},
 ): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [ICETRAY_CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
+  const command = [...wrap, process.execPath, ICETRAY_CLI, 'serve', ...args];
+  const child = spawn(command[0] ?? '', command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
