@@ -5,27 +5,21 @@ import {
   type ListPodSandboxStatsRequest,
   type PodSandboxStatsRequest,
 } from '../generated/api.js';
-import { netDevOf } from '../os/net-dev.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
+import { statsCollectorOf } from './container-stats-collector.js';
 import type { Runtime } from './runtime.js';
 import { cpuAndMemory, toContainerStats } from './container-stats.js';
 
 /** A pod's stats: its cgroup (all its containers and pause), its netns's interfaces, its containers. */
 async function podStats(runtime: Runtime, sandbox: Sandbox): Promise<PodSandboxStats> {
-  const stats = await runtime.cgroups.stats(sandbox.cgroup.pod);
-  const interfaces =
-    sandbox.state === 'ready' && sandbox.pause !== undefined && sandbox.namespaces.net !== undefined
-      ? await netDevOf(sandbox.pause.pid).catch(() => [])
-      : [];
-  const usage = interfaces
-    .filter((i) => i.name !== 'lo')
-    .map((i) => ({
-      name: i.name,
-      rxBytes: { value: i.rxBytes },
-      rxErrors: { value: i.rxErrors },
-      txBytes: { value: i.txBytes },
-      txErrors: { value: i.txErrors },
-    }));
+  const { cgroup, usageNanoCores, interfaces } = await statsCollectorOf(runtime).pod(sandbox);
+  const usage = interfaces.map((i) => ({
+    name: i.name,
+    rxBytes: { value: i.rxBytes },
+    rxErrors: { value: i.rxErrors },
+    txBytes: { value: i.txBytes },
+    txErrors: { value: i.txErrors },
+  }));
   const containers = await Promise.all(
     runtime.containers.list({ sandboxId: sandbox.id, state: 'running' }).map((c) => toContainerStats(runtime, c)),
   );
@@ -37,9 +31,9 @@ async function podStats(runtime: Runtime, sandbox: Sandbox): Promise<PodSandboxS
       annotations: sandbox.config.annotations,
     },
     linux: {
-      ...cpuAndMemory(stats),
-      network: { timestamp: stats.timestamp, defaultInterface: usage.find((i) => i.name === 'eth0'), interfaces: usage },
-      process: { timestamp: stats.timestamp, processCount: { value: BigInt(stats.processes) } },
+      ...cpuAndMemory(cgroup, usageNanoCores),
+      network: { timestamp: cgroup.timestamp, defaultInterface: usage.find((i) => i.name === 'eth0'), interfaces: usage },
+      process: { timestamp: cgroup.timestamp, processCount: { value: BigInt(cgroup.processes) } },
       containers,
     },
   });
@@ -57,10 +51,14 @@ export async function listPodSandboxStats(
   request: ListPodSandboxStatsRequest,
 ): Promise<ListPodSandboxStatsResponse> {
   const filter = request.filter;
+  const unfiltered = (filter?.id ?? '') === '' && Object.keys(filter?.labelSelector ?? {}).length === 0;
   const sandboxes = await runtime.sandboxes.list({
     id: filter?.id ?? '',
     state: 'ready',
     labelSelector: filter?.labelSelector ?? {},
   });
+  // The kubelet's unfiltered call names every ready pod: the CPU samples of the others
+  // (removed, or stopped for good) are forgotten.
+  if (unfiltered) statsCollectorOf(runtime).retainPods(sandboxes.map((s) => s.id));
   return ListPodSandboxStatsResponse.create({ stats: await Promise.all(sandboxes.map((sandbox) => podStats(runtime, sandbox))) });
 }
