@@ -1,9 +1,11 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
+import { checkCni } from '../src/doctor/checks.js';
 import { PodSandboxState } from '../src/generated/api.js';
 import { RECURSIVE_READONLY_MOUNTS } from '../src/os/kernel.js';
 import { createRuntime } from '../src/server/runtime.js';
@@ -123,5 +125,90 @@ describe.skipIf(!isRoot)('runtime handlers over the socket (issue #16; needs roo
     await t.cri.runtime.removePodSandbox({ podSandboxId });
     expect((await t.cri.runtime.listPodSandbox({ filter: { id: podSandboxId } })).items).toEqual([]);
     expect(podFolders(t)).not.toContain(podSandboxId);
+  });
+});
+
+describe.skipIf(!isRoot)('one default bridge per instance (issue #16; needs root: bridges, pods)', () => {
+  // Two /24s of 10.253/16 of the test's own: never the host's networks, nor writeTestNetwork's 10.254/16.
+  const n = ((randomBytes(1)[0] ?? 0) % 120) * 2;
+  const subnets = [`10.253.${String(n)}.0/24`, `10.253.${String(n + 1)}.0/24`] as const;
+  const servers: TestServer[] = [];
+  const bridges = new Set<string>();
+  let ipForwardBefore: string;
+
+  async function start(podCidr: string): Promise<TestServer> {
+    const t = await startTestServer({ config: { podCidr } });
+    servers.push(t);
+    bridges.add(t.runtime.loaded.config.cniBridge);
+    return t;
+  }
+
+  beforeAll(() => {
+    ipForwardBefore = ipForward();
+  });
+  afterAll(async () => {
+    for (const t of servers) {
+      for (const pod of (await t.cri.runtime.listPodSandbox({})).items)
+        await t.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
+      await t.close();
+    }
+    for (const bridge of bridges) await sh('ip', ['link', 'del', bridge]);
+    restoreIpForward(ipForwardBefore);
+  });
+
+  it('gives two servers with different roots different bridges, and both pods addresses on their own', async () => {
+    const [a, b] = [await start(subnets[0]), await start(subnets[1])];
+    const [bridgeA, bridgeB] = [a.runtime.loaded.config.cniBridge, b.runtime.loaded.config.cniBridge];
+    expect(bridgeA).toMatch(/^icetray-[0-9a-f]{6}$/);
+    expect(bridgeB).toMatch(/^icetray-[0-9a-f]{6}$/);
+    expect(bridgeA).not.toBe(bridgeB);
+    for (const [t, subnet, bridge] of [
+      [a, subnets[0], bridgeA],
+      [b, subnets[1], bridgeB],
+    ] as const) {
+      const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config: podConfig() });
+      const { status } = await t.cri.runtime.podSandboxStatus({ podSandboxId });
+      expect(status?.network?.ip.startsWith(subnet.replace(/0\/24$/, ''))).toBe(true);
+      // The conflist icetray wrote, and the kernel: the pod's veth is on this instance's bridge.
+      const conflist = JSON.parse(await readFile(join(t.runtime.loaded.config.cniConfDir, '10-icetray.conflist'), 'utf8')) as {
+        plugins: { bridge?: string }[];
+      };
+      expect(conflist.plugins[0]?.bridge).toBe(bridge);
+      expect(readdirSync(`/sys/class/net/${bridge}/brif`)).toHaveLength(1);
+    }
+    // Each pod reaches its own gateway, the bridge's first address.
+    for (const [t, subnet] of [
+      [a, subnets[0]],
+      [b, subnets[1]],
+    ] as const) {
+      const [pod] = (await t.cri.runtime.listPodSandbox({})).items;
+      const info = JSON.parse(
+        (await t.cri.runtime.podSandboxStatus({ podSandboxId: pod?.id ?? '', verbose: true })).info['info'] ?? '{}',
+      ) as { netns: string };
+      const gateway = subnet.replace(/0\/24$/, '1');
+      const route = await sh('nsenter', [`--net=${info.netns}`, 'ip', 'route', 'get', gateway]);
+      expect(route.stdout).toContain('dev eth0');
+    }
+  });
+
+  it('refuses pods of a third instance whose default subnet is routed through another bridge, leaving nothing', async () => {
+    const [a] = servers;
+    const bridgeA = a?.runtime.loaded.config.cniBridge ?? '';
+    const c = await start(subnets[0]);
+    const bridgeC = c.runtime.loaded.config.cniBridge;
+    const ready = (await c.cri.runtime.status({ verbose: false })).status?.conditions.find((x) => x.type === 'NetworkReady');
+    expect(ready).toMatchObject({ status: false, reason: 'PodCidrInUse' });
+    expect(ready?.message).toContain(
+      `${subnets[0]} of the default CNI network (bridge ${bridgeC}) is already routed through ${bridgeA}`,
+    );
+    const err = await failure(c.cri.runtime.runPodSandbox({ config: podConfig() }));
+    expect(err.code).toBe(grpcStatus.FAILED_PRECONDITION);
+    expect(err.details).toContain(`already routed through ${bridgeA}`);
+    expect(podFolders(c)).toEqual([]);
+    expect(existsSync(`/sys/class/net/${bridgeC}`)).toBe(false);
+    // icetray doctor says the same, with the fix.
+    const doctor = await checkCni(c.runtime.loaded.config);
+    expect(doctor).toMatchObject({ ok: false, fix: expect.stringContaining('pod_cidr') as string });
+    expect(doctor.evidence).toContain(`(bridge ${bridgeC})`);
   });
 });

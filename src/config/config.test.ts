@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors.js';
-import { DEFAULTS, loadConfig, parseConfigText } from './config.js';
+import { DEFAULTS, defaultBridge, loadConfig, parseConfigText } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'icetray-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -202,6 +202,32 @@ describe('config', () => {
       expect(() => loadConfig({ file: file(disagree) })).toThrow(
         /keys ".*runc\.options\.SystemdCgroup" and ".*test-handler\.options\.SystemdCgroup" disagree/,
       );
+    });
+  });
+
+  describe('the default CNI bridge, per instance (issue #16)', () => {
+    it('is icetray0 for the default root dir, however it is spelt', () => {
+      expect(defaultBridge('/var/lib/icetray')).toBe('icetray0');
+      expect(defaultBridge('/var/lib/icetray/')).toBe('icetray0');
+      expect(loadConfig({ file: file('') }).config.cniBridge).toBe('icetray0');
+    });
+
+    it('is a stable, valid interface name of its own for any other root dir', () => {
+      const a = defaultBridge('/tmp/a/root');
+      expect(a).toMatch(/^icetray-[0-9a-f]{6}$/);
+      expect(a.length).toBeLessThanOrEqual(15);
+      expect(defaultBridge('/tmp/a/root')).toBe(a);
+      expect(defaultBridge('/tmp/b/root')).not.toBe(a);
+      const loaded = loadConfig({ file: file(''), flags: { rootDir: '/tmp/a/root' } });
+      expect(loaded.config.cniBridge).toBe(a);
+      expect(loaded.sources.cniBridge).toBe('default');
+      expect(loaded.origins.cniBridge).toBe('default for root_dir /tmp/a/root');
+    });
+
+    it('can be set with cni_bridge, which must be an interface name', () => {
+      expect(loadConfig({ file: file('cni_bridge = "br-test"\nroot_dir = "/tmp/x"\n') }).config.cniBridge).toBe('br-test');
+      expect(() => loadConfig({ file: file('cni_bridge = "much-too-long-name"\n') })).toThrow(/config key "cni_bridge"/);
+      expect(() => loadConfig({ file: file('cni_bridge = "a/b"\n') })).toThrow(/config key "cni_bridge"/);
     });
   });
 });

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { parse as parseTomlText } from 'smol-toml';
 import { InvalidArgumentError, messageOf } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
@@ -24,6 +25,11 @@ export interface Config {
   cgroupDriver: CgroupDriverName;
   /** The pod address range of the default CNI network. */
   podCidr: string;
+  /**
+   * The bridge of the default CNI network: `icetray0` for the default root dir, else a name
+   * derived from the root dir (`defaultBridge`), so two icetrays on one host never share one.
+   */
+  cniBridge: string;
   /** Where CNI network configs are read from; icetray writes its default conflist here when it is empty. */
   cniConfDir: string;
   /** Where CNI plugin binaries are looked for, in order. */
@@ -74,6 +80,8 @@ export const DEFAULTS: Config = {
   cgroupDriver: 'cgroupfs',
   // The range containerd's and CRI-O's example bridge configs use.
   podCidr: '10.88.0.0/16',
+  // For the default root dir; any other gets its own (loadConfig, defaultBridge).
+  cniBridge: 'icetray0',
   cniConfDir: '/etc/icetray/cni/net.d',
   // Debian's containernetworking-plugins, then the upstream tarball's usual place.
   cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin'],
@@ -89,6 +97,17 @@ export const DEFAULTS: Config = {
   runtimeHandlers: [''],
 };
 
+/**
+ * The default CNI bridge of an icetray with this root dir: `icetray0` for the default one (what
+ * the README and teaching material show), else `icetray-` and 6 hex digits of the root dir's
+ * SHA-256 — stable across restarts, different per instance, and within IFNAMSIZ (15 characters).
+ */
+export function defaultBridge(rootDir: string): string {
+  const root = resolve(rootDir);
+  if (root === DEFAULTS.rootDir) return DEFAULTS.cniBridge;
+  return `icetray-${createHash('sha256').update(root).digest('hex').slice(0, 6)}`;
+}
+
 /** The TOML key of each setting: snake_case, as containerd and CRI-O spell theirs. */
 const KEYS: Record<keyof Config, string> = {
   socket: 'socket',
@@ -97,6 +116,7 @@ const KEYS: Record<keyof Config, string> = {
   pauseImage: 'pause_image',
   cgroupDriver: 'cgroup_driver',
   podCidr: 'pod_cidr',
+  cniBridge: 'cni_bridge',
   cniConfDir: 'cni_conf_dir',
   cniBinDirs: 'cni_bin_dirs',
   enableIpForward: 'enable_ip_forward',
@@ -168,6 +188,16 @@ const duration: Check = (key, value) => {
 };
 
 /**
+ * A network interface name the kernel takes (dev_valid_name: at most IFNAMSIZ - 1 = 15 bytes, no
+ * '/', ':' or whitespace), kept to letters, digits, '-' and '_'.
+ */
+const interfaceName: Check = (key, value) => {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,14}$/.test(value))
+    throw invalid(key, 'an interface name of at most 15 letters, digits, "-" or "_"', value);
+  return value;
+};
+
+/**
  * A RuntimeClass handler is a DNS label (RFC 1123: at most 63 lowercase letters, digits and
  * '-'), as the Kubernetes API validates RuntimeClass.handler; "" is the default handler.
  */
@@ -198,6 +228,7 @@ const CHECKS: Record<keyof Config, Check> = {
   pauseImage: nonEmptyString,
   cgroupDriver: oneOf(CGROUP_DRIVERS),
   podCidr: ipv4Cidr,
+  cniBridge: interfaceName,
   cniConfDir: absolutePath,
   cniBinDirs: absolutePaths,
   enableIpForward: boolean,
@@ -353,6 +384,10 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       sources[field] = source;
       origins[field] = origin(field);
     }
+  }
+  if (sources.cniBridge === 'default') {
+    config.cniBridge = defaultBridge(config.rootDir);
+    if (config.cniBridge !== DEFAULTS.cniBridge) origins.cniBridge = `default for root_dir ${config.rootDir}`;
   }
   return { config, file, sources, origins, warnings: fromFile.warnings };
 }

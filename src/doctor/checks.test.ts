@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useTempDirs } from '../../test/helpers/temp.js';
-import { checkIpForward, checkKubeletDriver, checkSystemd } from './checks.js';
+import { checkCni, checkIpForward, checkKubeletDriver, checkSystemd } from './checks.js';
 
 const dir = useTempDirs('icetray-doctor-');
 
@@ -45,5 +45,29 @@ describe('doctor checks', () => {
     const missing = join(await dir(), 'run-systemd-system');
     expect((await checkSystemd({ cgroupDriver: 'systemd' }, missing)).ok).toBe(false);
     expect((await checkSystemd({ cgroupDriver: 'cgroupfs' }, missing)).ok).toBe(true);
+  });
+
+  it("names the instance's bridge, and fails when its pod subnet is routed through another interface (issue #16)", async () => {
+    const root = await dir();
+    const config = {
+      cniConfDir: join(root, 'net.d'),
+      cniBinDirs: [join(root, 'no-plugins')],
+      podCidr: '10.88.0.0/16',
+      rootDir: join(root, 'root'),
+      cniBridge: 'icetray-abc123',
+    };
+    const routes = join(root, 'route');
+    // 10.88.0.0/16 on icetray0, as /proc/net/route prints it on this (little-endian) machine.
+    await writeFile(
+      routes,
+      'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\nicetray0\t0000580A\t00000000\t0001\t0\t0\t0\t0000FFFF\n',
+    );
+    const clash = await checkCni(config, routes);
+    expect(clash.ok).toBe(false);
+    expect(clash.evidence).toContain('network "icetray" (bridge icetray-abc123)');
+    expect(clash.evidence).toContain('already routed through icetray0');
+    expect(clash.fix).toContain('pod_cidr');
+    const free = await checkCni(config, join(root, 'no-routes'));
+    expect(free.evidence).toContain('network "icetray" (bridge icetray-abc123)');
   });
 });

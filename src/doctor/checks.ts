@@ -4,7 +4,15 @@ import { parse as parseYaml } from 'yaml';
 import type { Config } from '../config/config.js';
 import { messageOf } from '../errors.js';
 import { run } from '../os/exec.js';
-import { findPlugin, IP_FORWARD_FIX, loadNetwork, readIpForward } from '../sandbox/network.js';
+import { basename } from 'node:path';
+import {
+  DEFAULT_CONFLIST_FILE,
+  findPlugin,
+  IP_FORWARD_FIX,
+  loadNetwork,
+  podCidrConflict,
+  readIpForward,
+} from '../sandbox/network.js';
 
 /**
  * Node preflight checks: each says what it looked at (evidence) and, when it fails, the exact
@@ -80,21 +88,26 @@ export async function checkKubeletDriver(config: Pick<Config, 'cgroupDriver'>, k
   );
 }
 
-export async function checkCni(config: Pick<Config, 'cniConfDir' | 'cniBinDirs' | 'podCidr' | 'rootDir'>): Promise<CheckResult> {
+export async function checkCni(
+  config: Pick<Config, 'cniConfDir' | 'cniBinDirs' | 'podCidr' | 'rootDir' | 'cniBridge'>,
+  routeFile?: string,
+): Promise<CheckResult> {
   const name = 'CNI plugins and config';
   const { file, conflist } = await loadNetwork(config);
   const types = ['loopback', ...conflist.plugins.map((plugin) => plugin.type)];
   const found: string[] = [];
   const missing: string[] = [];
   for (const type of types) ((await findPlugin(config.cniBinDirs, type)) === undefined ? missing : found).push(type);
+  // icetray's own default network: say which bridge (per instance), and that its subnet is free.
+  const own = basename(file) === DEFAULT_CONFLIST_FILE;
+  const network = `network "${conflist.name}"${own ? ` (bridge ${String(conflist.plugins[0]?.['bridge'])})` : ''}`;
+  const conflict = own ? await podCidrConflict(conflist, routeFile) : undefined;
+  if (conflict !== undefined) return fail(name, `${network} from ${file}: ${conflict.problem}`, conflict.fix);
   if (missing.length === 0)
-    return pass(
-      name,
-      `network "${conflist.name}" from ${file}; plugins ${found.join(', ')} found in ${config.cniBinDirs.join(', ')}`,
-    );
+    return pass(name, `${network} from ${file}; plugins ${found.join(', ')} found in ${config.cniBinDirs.join(', ')}`);
   return fail(
     name,
-    `network "${conflist.name}" (${file}) needs ${missing.join(', ')}, not found in ${config.cniBinDirs.join(', ')}`,
+    `${network} (${file}) needs ${missing.join(', ')}, not found in ${config.cniBinDirs.join(', ')}`,
     'apt-get install containernetworking-plugins',
   );
 }

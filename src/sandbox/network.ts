@@ -1,8 +1,9 @@
 import { access, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { endianness } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Config } from '../config/config.js';
-import { UnavailableError } from '../errors.js';
+import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { log } from '../log.js';
 import { CommandError, run } from '../os/exec.js';
 import { isNamespaceFile } from '../os/proc-stat.js';
@@ -14,7 +15,9 @@ import { isNamespaceFile } from '../os/proc-stat.js';
 
 /** The name of the file icetray writes into an empty CNI config dir. */
 export const DEFAULT_CONFLIST_FILE = '10-icetray.conflist';
-export const DEFAULT_BRIDGE = 'icetray0';
+
+/** The settings icetray's default network is made from. */
+type NetworkSettings = Pick<Config, 'cniConfDir' | 'podCidr' | 'rootDir' | 'cniBridge'>;
 
 /** A CNI network config list, as far as icetray reads it. */
 export interface Conflist {
@@ -23,15 +26,19 @@ export interface Conflist {
   plugins: { type: string; [key: string]: unknown }[];
 }
 
-/** The default network: a bridge with the node as gateway, host-local addresses, hostPorts by portmap. */
-export function defaultConflist(config: Pick<Config, 'podCidr' | 'rootDir'>): Conflist {
+/**
+ * The default network: a bridge with the node as gateway, host-local addresses, hostPorts by
+ * portmap. The bridge is the instance's own (`cni_bridge`: icetray0 for the default root dir),
+ * so a second icetray on the host does not plug its pods into the first one's bridge.
+ */
+export function defaultConflist(config: Pick<Config, 'podCidr' | 'rootDir' | 'cniBridge'>): Conflist {
   return {
     cniVersion: '1.0.0',
     name: 'icetray',
     plugins: [
       {
         type: 'bridge',
-        bridge: DEFAULT_BRIDGE,
+        bridge: config.cniBridge,
         // isGateway gives the bridge the range's first address, so pods have a default route
         // (and the bridge plugin turns net.ipv4.ip_forward on).
         isGateway: true,
@@ -71,8 +78,23 @@ export interface NetworkChoice {
   conflist: Conflist;
 }
 
-/** Writes the default conflist when the config dir has no network config; returns the chosen one. */
-export async function loadNetwork(config: Pick<Config, 'cniConfDir' | 'podCidr' | 'rootDir'>): Promise<NetworkChoice> {
+/** The bridge and subnet of icetray's default network as written (its subnet may be the kubelet's). */
+function defaultNetworkOf(conflist: Conflist): { bridge: string; subnet: string } | undefined {
+  const [bridge] = conflist.plugins;
+  const ipam = bridge?.['ipam'] as { ranges?: { subnet?: unknown }[][] } | undefined;
+  const subnet = ipam?.ranges?.[0]?.[0]?.subnet;
+  if (bridge?.type !== 'bridge' || typeof bridge['bridge'] !== 'string' || typeof subnet !== 'string') return undefined;
+  return { bridge: bridge['bridge'], subnet };
+}
+
+/**
+ * Writes the default conflist when the config dir has no network config; returns the chosen one.
+ * icetray's own default, as icetray wrote it, is rewritten when it names another bridge than the
+ * instance's (written before `cni_bridge` existed, or with another one), keeping its subnet; one
+ * an admin edited is left alone. Pods on the old bridge keep the conflist their ADD used
+ * (PodNetwork.conflist) until they go.
+ */
+export async function loadNetwork(config: NetworkSettings): Promise<NetworkChoice> {
   await mkdir(config.cniConfDir, { recursive: true });
   const names = (await readdir(config.cniConfDir)).filter((name) => /\.(conflist|conf|json)$/.test(name)).sort();
   const first = names[0];
@@ -80,11 +102,22 @@ export async function loadNetwork(config: Pick<Config, 'cniConfDir' | 'podCidr' 
     const file = join(config.cniConfDir, DEFAULT_CONFLIST_FILE);
     const conflist = defaultConflist(config);
     await writeFile(file, `${JSON.stringify(conflist, null, 2)}\n`);
-    log.info({ file, podCidr: config.podCidr }, 'wrote the default CNI network config');
+    log.info({ file, podCidr: config.podCidr, bridge: config.cniBridge }, 'wrote the default CNI network config');
     return { file, conflist };
   }
   const file = join(config.cniConfDir, first);
   const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<Conflist> & { type?: string };
+  const written =
+    first === DEFAULT_CONFLIST_FILE && parsed.plugins !== undefined ? defaultNetworkOf(parsed as Conflist) : undefined;
+  const unedited =
+    written !== undefined &&
+    JSON.stringify(parsed) === JSON.stringify(defaultConflist({ ...config, podCidr: written.subnet, cniBridge: written.bridge }));
+  if (written !== undefined && unedited && written.bridge !== config.cniBridge) {
+    const conflist = defaultConflist({ ...config, podCidr: written.subnet });
+    await writeFile(file, `${JSON.stringify(conflist, null, 2)}\n`);
+    log.info({ file, from: written.bridge, bridge: config.cniBridge }, "the default CNI network now uses this instance's bridge");
+    return { file, conflist };
+  }
   // A single-plugin .conf is a list of one.
   const conflist: Conflist =
     parsed.plugins !== undefined
@@ -102,10 +135,7 @@ export async function loadNetwork(config: Pick<Config, 'cniConfDir' | 'podCidr' 
  * icetray's own default conflist is rewritten; a network config the admin wrote is theirs and
  * stays as it is. Pods created from now on get addresses from the new range.
  */
-export async function applyPodCidr(
-  config: Pick<Config, 'cniConfDir' | 'podCidr' | 'rootDir'>,
-  podCidr: string,
-): Promise<{ file: string; rewritten: boolean }> {
+export async function applyPodCidr(config: NetworkSettings, podCidr: string): Promise<{ file: string; rewritten: boolean }> {
   const { file } = await loadNetwork(config);
   if (basename(file) !== DEFAULT_CONFLIST_FILE) {
     log.info({ file, podCidr }, "pod CIDR from the kubelet not applied: the network config in force is not icetray's default");
@@ -114,6 +144,78 @@ export async function applyPodCidr(
   await writeFile(file, `${JSON.stringify(defaultConflist({ ...config, podCidr }), null, 2)}\n`);
   log.info({ file, podCidr }, 'pod CIDR from the kubelet written into the default CNI network');
   return { file, rewritten: true };
+}
+
+/** A route of the host's main table, as /proc/net/route lists it. */
+export interface HostRoute {
+  iface: string;
+  /** The destination network, as a 32-bit number. */
+  network: number;
+  prefix: number;
+}
+
+/** The host's IPv4 routes. /proc/net/route prints each address as the kernel holds it in memory. */
+export async function readRoutes(file = '/proc/net/route'): Promise<HostRoute[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const toNumber = (hex: string): number => {
+    const bytes = Buffer.alloc(4);
+    if (endianness() === 'LE') bytes.writeUInt32LE(Number.parseInt(hex, 16));
+    else bytes.writeUInt32BE(Number.parseInt(hex, 16));
+    return bytes.readUInt32BE(0);
+  };
+  const routes: HostRoute[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const [iface, destination, , , , , , mask] = line.trim().split(/\s+/);
+    if (iface === undefined || destination === undefined || mask === undefined) continue;
+    const bits = toNumber(mask).toString(2).replace(/0/g, '').length;
+    routes.push({ iface, network: toNumber(destination), prefix: bits });
+  }
+  return routes;
+}
+
+function parseCidr(cidr: string): { network: number; prefix: number } | undefined {
+  const match = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
+  if (match === null) return undefined;
+  const [a, b, c, d] = match.slice(1, 5).map(Number) as [number, number, number, number];
+  return { network: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0, prefix: Number(match[5]) };
+}
+
+const maskOf = (prefix: number): number => (prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0);
+
+/**
+ * Whether the pods of icetray's default network would be routed elsewhere: a route of the host
+ * to the pod subnet, or to a part of it, through another interface than the instance's bridge
+ * (another icetray's bridge with the same subnet, a VPN, a LAN). Then the kernel sends some pod
+ * traffic to that interface: a second icetray with the default pod_cidr and its own bridge is
+ * refused, clearly, instead of routing wrong. Less specific routes (the default route, a /8 of a
+ * LAN) do not count: the pod subnet's own route is more specific and wins.
+ */
+export async function podCidrConflict(conflist: Conflist, routeFile?: string): Promise<PodCidrConflict | undefined> {
+  const written = defaultNetworkOf(conflist);
+  const ours = written === undefined ? undefined : parseCidr(written.subnet);
+  if (written === undefined || ours === undefined) return undefined;
+  const mask = maskOf(ours.prefix);
+  const clash = (await readRoutes(routeFile)).find(
+    (route) =>
+      route.iface !== written.bridge &&
+      route.prefix >= ours.prefix &&
+      (route.network & mask) >>> 0 === (ours.network & mask) >>> 0,
+  );
+  if (clash === undefined) return undefined;
+  return {
+    problem:
+      `the pod subnet ${written.subnet} of the default CNI network (bridge ${written.bridge}) is already routed through ` +
+      `${clash.iface} (another icetray's bridge, or another network of this host), so pod traffic would go there`,
+    fix:
+      'give this icetray a free range with pod_cidr in its config, and remove the network config it wrote ' +
+      `(${DEFAULT_CONFLIST_FILE} in cni_conf_dir) so that it is written again`,
+  };
+}
+
+/** A pod subnet routed elsewhere (podCidrConflict), with its fix. */
+export interface PodCidrConflict {
+  problem: string;
+  fix: string;
 }
 
 /** Finds a plugin binary in the bin dirs, in order. */
@@ -169,10 +271,13 @@ export interface Readiness {
 }
 
 export async function networkReadiness(
-  config: Pick<Config, 'cniConfDir' | 'cniBinDirs' | 'podCidr' | 'rootDir'>,
+  config: NetworkSettings & Pick<Config, 'cniBinDirs'>,
   procSys = '/proc/sys',
 ): Promise<Readiness> {
   const { file, conflist } = await loadNetwork(config);
+  const conflict = basename(file) === DEFAULT_CONFLIST_FILE ? await podCidrConflict(conflist) : undefined;
+  if (conflict !== undefined)
+    return { ready: false, reason: 'PodCidrInUse', message: `${conflict.problem}. Fix: ${conflict.fix}` };
   const missing = await missingPlugins(config.cniBinDirs, conflist);
   if (missing.length > 0) {
     return {
@@ -320,11 +425,14 @@ function podIps(result: unknown): { ip: string; additionalIps: string[] } {
   return { ip: sorted[0] ?? '', additionalIps: sorted.slice(1) };
 }
 
-export function cniNetworkManager(config: Pick<Config, 'cniConfDir' | 'cniBinDirs' | 'podCidr' | 'rootDir'>): PodNetworkManager {
+export function cniNetworkManager(config: NetworkSettings & Pick<Config, 'cniBinDirs'>): PodNetworkManager {
   const inForce = async (network: PodNetwork): Promise<Conflist> => network.conflist ?? (await loadNetwork(config)).conflist;
   return {
     async choose() {
-      const { conflist } = await loadNetwork(config);
+      const { file, conflist } = await loadNetwork(config);
+      // Checked before anything of the pod is made: refused, never given an address routed elsewhere.
+      const conflict = basename(file) === DEFAULT_CONFLIST_FILE ? await podCidrConflict(conflist) : undefined;
+      if (conflict !== undefined) throw new FailedPreconditionError(`${conflict.problem}. Fix: ${conflict.fix}`);
       if ((await missingPlugins(config.cniBinDirs, conflist)).length === 0) return conflist;
       // The degraded mode the Status condition explains: a private netns with loopback only.
       log.warn('CNI plugins missing: new pods get loopback only');
