@@ -4,6 +4,7 @@ import {
   StreamImagesResponse,
   StreamPodSandboxesResponse,
   StreamPodSandboxStatsResponse,
+  StreamPodSandboxMetricsResponse,
   type ImageServiceServer,
   type RuntimeServiceServer,
 } from '../generated/api.js';
@@ -22,15 +23,17 @@ import { containerStatus } from './container-status.js';
 import { stopContainer } from './container-stop.js';
 import { updateContainerResources } from './container-update-resources.js';
 import { imageFsInfo } from './imagefs-info.js';
+import { listMetricDescriptors } from './metrics-list-descriptors.js';
 import { listPodSandboxStats, podSandboxStats } from './sandbox-stats.js';
 import { listImages } from './image-list.js';
 import { pullImage } from './image-pull.js';
 import { removeImage } from './image-remove.js';
 import { imageStatus } from './image-status.js';
-import { listStream, unary, unimplemented, unimplementedStream } from './rpc.js';
+import { listStream, unary, unimplemented } from './rpc.js';
 import { runtimeConfig } from './runtime-config.js';
 import type { Runtime } from './runtime.js';
 import { listPodSandbox } from './sandbox-list.js';
+import { listPodSandboxMetrics } from './sandbox-metrics-list.js';
 import { removePodSandbox } from './sandbox-remove.js';
 import { runPodSandbox } from './sandbox-run.js';
 import { podSandboxStatus } from './sandbox-status.js';
@@ -96,11 +99,13 @@ export function runtimeService(runtime: Runtime): RuntimeServiceServer {
       async (request) => (await listPodSandboxStats(runtime, request)).stats,
       (podSandboxStats) => StreamPodSandboxStatsResponse.create({ podSandboxStats }),
     ),
-    // Declined on purpose: UNIMPLEMENTED is how a runtime says it serves no cAdvisor-style
-    // metrics, and clients (critest, the kubelet) then skip them.
-    listMetricDescriptors: unimplemented('ListMetricDescriptors'),
-    listPodSandboxMetrics: unimplemented('ListPodSandboxMetrics'),
-    streamPodSandboxMetrics: unimplementedStream('StreamPodSandboxMetrics'),
+    listMetricDescriptors: unary('ListMetricDescriptors', listMetricDescriptors),
+    listPodSandboxMetrics: unary('ListPodSandboxMetrics', (request) => listPodSandboxMetrics(runtime, request)),
+    streamPodSandboxMetrics: listStream(
+      'StreamPodSandboxMetrics',
+      async (request) => (await listPodSandboxMetrics(runtime, request)).podMetrics,
+      (podSandboxMetrics) => StreamPodSandboxMetricsResponse.create({ podSandboxMetrics }),
+    ),
 
     checkpointContainer: unimplemented('CheckpointContainer'),
     checkpointPod: unimplemented('CheckpointPod'),
