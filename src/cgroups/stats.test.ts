@@ -30,9 +30,23 @@ describe('readStats', () => {
         'memory.usage_in_bytes': '9000\n',
         'memory.stat': 'cache 1\ntotal_cache 4000\ntotal_mapped_file 300\ntotal_inactive_file 1000\ntotal_rss 2000\n',
         'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n',
+        'memory.failcnt': '5\n',
+        'memory.max_usage_in_bytes': '12000\n',
+        'memory.kmem.usage_in_bytes': '700\n',
+        'memory.memsw.usage_in_bytes': '9500\n',
+        'memory.limit_in_bytes': '67108864\n',
+        'memory.memsw.limit_in_bytes': '9223372036854771712\n',
+        'memory.soft_limit_in_bytes': '9223372036854771712\n',
       },
       pids: { 'pids.current': '3\n', 'pids.max': '128\n' },
+      blkio: {
+        'blkio.throttle.io_service_bytes_recursive': '8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 1\n8:0 Total 12288\nTotal 12288\n',
+        'blkio.throttle.io_serviced_recursive': '8:0 Read 1\n8:0 Write 2\n8:0 Total 3\nTotal 3\n',
+      },
     });
+    await writeFile(join(tree.root, 'cpu', 'c', 'cpu.cfs_period_us'), '100000\n');
+    await writeFile(join(tree.root, 'cpu', 'c', 'cpu.cfs_quota_us'), '-1\n');
+    await writeFile(join(tree.root, 'cpu', 'c', 'cpu.shares'), '1024\n');
     expect(await readStats(tree, '/c')).toMatchObject({
       cpuUsageNanos: 3_000_000_000n,
       cpuUserNanos: 2_000_000_000n,
@@ -48,6 +62,20 @@ describe('readStats', () => {
       oomKills: 2n,
       processes: 3,
       processesLimit: 128n,
+      memoryFailcnt: 5n,
+      memoryMaxUsageBytes: 12000n,
+      kernelMemoryBytes: 700n,
+      swapBytes: 500n,
+      io: [{ major: 8, minor: 0, readBytes: 4096n, writeBytes: 8192n, reads: 1n, writes: 2n }],
+      // Unlimited (-1, and v1's rounded PAGE_COUNTER_MAX) reads as 0, as cAdvisor reports it.
+      limits: {
+        cpuPeriod: 100000n,
+        cpuQuota: 0n,
+        cpuShares: 1024n,
+        memoryBytes: 67108864n,
+        memorySwapBytes: 0n,
+        memoryReservationBytes: 0n,
+      },
     });
     expect(await readOomKilled(tree, '/c')).toBe(true);
   });
@@ -70,6 +98,13 @@ describe('readStats', () => {
         'memory.events': 'oom 1\noom_kill 1\n',
         'pids.current': '2\n',
         'pids.max': 'max\n',
+        'io.stat': '8:16 rbytes=100 wbytes=200 rios=3 wios=4 dbytes=0 dios=0\n',
+        'cpu.max': '20000 100000\n',
+        'cpu.weight': '39\n',
+        'memory.max': 'max\n',
+        'memory.swap.max': '0\n',
+        'memory.peak': '9000\n',
+        'memory.swap.current': '64\n',
       },
     });
     expect(await readStats(tree, '/c')).toMatchObject({
@@ -86,6 +121,18 @@ describe('readStats', () => {
       oomKills: 1n,
       processes: 2,
       processesLimit: 0n,
+      memoryMaxUsageBytes: 9000n,
+      swapBytes: 64n,
+      io: [{ major: 8, minor: 16, readBytes: 100n, writeBytes: 200n, reads: 3n, writes: 4n }],
+      // cpu.weight 39 is what sharesToWeight makes of 1024 shares; the linear map back gives 998 (it is lossy).
+      limits: {
+        cpuPeriod: 100000n,
+        cpuQuota: 20000n,
+        cpuShares: 998n,
+        memoryBytes: 0n,
+        memorySwapBytes: 0n,
+        memoryReservationBytes: 0n,
+      },
     });
   });
 });

@@ -31,10 +31,43 @@ export interface CgroupStats {
   majorPageFaults: bigint;
   /** Processes the kernel's OOM killer killed in the cgroup (v1 memory.oom_control, v2 memory.events oom_kill). */
   oomKills: bigint;
+  /** Times usage hit the limit (v1 memory.failcnt, v2 memory.events max). */
+  memoryFailcnt: bigint;
+  /** The highest usage seen (v1 memory.max_usage_in_bytes, v2 memory.peak); 0 when the kernel keeps none. */
+  memoryMaxUsageBytes: bigint;
+  /** Kernel memory (v1 memory.kmem.usage_in_bytes, v2 memory.stat kernel, else kernel_stack). */
+  kernelMemoryBytes: bigint;
+  /** Swap in use (v1 memsw usage less memory usage, v2 memory.swap.current). */
+  swapBytes: bigint;
   /** Processes (v1/v2 pids.current, or the count of cgroup.procs where the pids controller is absent). */
   processes: number;
   /** pids.max; 0 when unlimited or unknown (cAdvisor's container_threads_max convention). */
   processesLimit: bigint;
+  /** Block I/O per device, as the throttling/io accounting counts it. */
+  io: DeviceIo[];
+  /** The limits in force, read back from the cgroup (cAdvisor's container_spec_*). */
+  limits: CgroupLimits;
+}
+
+export interface DeviceIo {
+  major: number;
+  minor: number;
+  readBytes: bigint;
+  writeBytes: bigint;
+  reads: bigint;
+  writes: bigint;
+}
+
+/** Limits as cAdvisor reports them: 0 is "none" for every value. */
+export interface CgroupLimits {
+  cpuPeriod: bigint;
+  cpuQuota: bigint;
+  cpuShares: bigint;
+  memoryBytes: bigint;
+  /** v1: memory + swap (memsw); v2: swap alone (memory.swap.max), as each kernel names it. */
+  memorySwapBytes: bigint;
+  /** The soft limit (v1 memory.soft_limit_in_bytes, v2 memory.low). */
+  memoryReservationBytes: bigint;
 }
 
 /** "key value" lines (memory.stat, cpu.stat, memory.events) as a map. */
@@ -58,24 +91,46 @@ function number(text: string | undefined): bigint {
  */
 const NANOS_PER_USER_HZ_TICK = 10_000_000n;
 
+/**
+ * A memory value as cAdvisor reports it: above 2^62 is the kernel's "unlimited" (v1 rounds
+ * PAGE_COUNTER_MAX to 9223372036854771712), reported as 0.
+ */
+function limit(value: bigint): bigint {
+  return value > 1n << 62n ? 0n : value;
+}
+
 /** Reads a cgroup's stats; a controller that is not mounted reads as zero. */
 export async function readStats(tree: CgroupTree, cgroup: string): Promise<CgroupStats> {
   const timestamp = nowNanos();
-  const pidsCurrent = await tree.read(cgroup, 'pids.current');
+  // Every file at once: a pod listing reads a few dozen small files per container.
+  const files: readonly string[] = [
+    'pids.current',
+    'pids.max',
+    'cpu.stat',
+    'memory.stat',
+    ...(tree.version === 1 ? V1_FILES : V2_FILES),
+  ];
+  const texts = await Promise.all(files.map((file) => tree.read(cgroup, file)));
+  const read = (file: string): string | undefined => texts[files.indexOf(file)];
+  const pidsCurrent = read('pids.current');
   const processes = pidsCurrent !== undefined ? Number(number(pidsCurrent)) : (await tree.pids(cgroup)).length;
-  const processesLimit = number(await tree.read(cgroup, 'pids.max'));
-  const oomKills = await readOomKills(tree, cgroup);
-  const cpuStat = parseFlatKeyed(await tree.read(cgroup, 'cpu.stat'));
-  const stat = parseFlatKeyed(await tree.read(cgroup, 'memory.stat'));
+  const processesLimit = number(read('pids.max'));
+  const cpuStat = parseFlatKeyed(read('cpu.stat'));
+  const stat = parseFlatKeyed(read('memory.stat'));
   if (tree.version === 1) {
     // v1 memory.stat's total_* fields count the whole subtree, like memory.usage_in_bytes.
-    const usage = number(await tree.read(cgroup, 'memory.usage_in_bytes'));
-    const { user, system } = await readV1CpuModes(tree, cgroup);
+    const usage = number(read('memory.usage_in_bytes'));
+    const memsw = read('memory.memsw.usage_in_bytes');
+    const user = read('cpuacct.usage_user');
+    const system = read('cpuacct.usage_sys');
+    // cpuacct.usage_user/usage_sys in nanoseconds (Linux >= 4.7), else cpuacct.stat's ticks, as runc's cgroups/fs/cpuacct.go falls back.
+    const ticks = parseFlatKeyed(read('cpuacct.stat'));
+    const quota = read('cpu.cfs_quota_us')?.trim() ?? '';
     return {
       timestamp,
-      cpuUsageNanos: number(await tree.read(cgroup, 'cpuacct.usage')),
-      cpuUserNanos: user,
-      cpuSystemNanos: system,
+      cpuUsageNanos: number(read('cpuacct.usage')),
+      cpuUserNanos: user !== undefined ? number(user) : (ticks.get('user') ?? 0n) * NANOS_PER_USER_HZ_TICK,
+      cpuSystemNanos: system !== undefined ? number(system) : (ticks.get('system') ?? 0n) * NANOS_PER_USER_HZ_TICK,
       cpuPeriods: cpuStat.get('nr_periods') ?? 0n,
       cpuThrottledPeriods: cpuStat.get('nr_throttled') ?? 0n,
       cpuThrottledNanos: cpuStat.get('throttled_time') ?? 0n,
@@ -86,12 +141,27 @@ export async function readStats(tree: CgroupTree, cgroup: string): Promise<Cgrou
       mappedFileBytes: stat.get('total_mapped_file') ?? 0n,
       pageFaults: stat.get('total_pgfault') ?? 0n,
       majorPageFaults: stat.get('total_pgmajfault') ?? 0n,
-      oomKills,
+      oomKills: parseFlatKeyed(read('memory.oom_control')).get('oom_kill') ?? 0n,
+      memoryFailcnt: number(read('memory.failcnt')),
+      memoryMaxUsageBytes: number(read('memory.max_usage_in_bytes')),
+      kernelMemoryBytes: number(read('memory.kmem.usage_in_bytes')),
+      swapBytes: memsw !== undefined ? (number(memsw) > usage ? number(memsw) - usage : 0n) : (stat.get('total_swap') ?? 0n),
       processes,
       processesLimit,
+      io: v1Io(read('blkio.throttle.io_service_bytes_recursive'), read('blkio.throttle.io_serviced_recursive')),
+      limits: {
+        cpuPeriod: number(read('cpu.cfs_period_us')),
+        cpuQuota: quota.startsWith('-') ? 0n : number(quota),
+        cpuShares: number(read('cpu.shares')),
+        memoryBytes: limit(number(read('memory.limit_in_bytes'))),
+        memorySwapBytes: limit(number(read('memory.memsw.limit_in_bytes'))),
+        memoryReservationBytes: limit(number(read('memory.soft_limit_in_bytes'))),
+      },
     };
   }
-  const usage = number(await tree.read(cgroup, 'memory.current'));
+  const usage = number(read('memory.current'));
+  const [quota = '', period = ''] = (read('cpu.max') ?? '').trim().split(/\s+/);
+  const weight = number(read('cpu.weight'));
   return {
     timestamp,
     cpuUsageNanos: (cpuStat.get('usage_usec') ?? 0n) * 1000n,
@@ -108,25 +178,104 @@ export async function readStats(tree: CgroupTree, cgroup: string): Promise<Cgrou
     mappedFileBytes: stat.get('file_mapped') ?? 0n,
     pageFaults: stat.get('pgfault') ?? 0n,
     majorPageFaults: stat.get('pgmajfault') ?? 0n,
-    oomKills,
+    oomKills: parseFlatKeyed(read('memory.events')).get('oom_kill') ?? 0n,
+    memoryFailcnt: parseFlatKeyed(read('memory.events')).get('max') ?? 0n,
+    memoryMaxUsageBytes: number(read('memory.peak')),
+    kernelMemoryBytes: stat.get('kernel') ?? stat.get('kernel_stack') ?? 0n,
+    swapBytes: number(read('memory.swap.current')),
     processes,
     processesLimit,
+    io: v2Io(read('io.stat')),
+    limits: {
+      cpuPeriod: number(period),
+      cpuQuota: number(quota),
+      // The inverse of sharesToWeight (resources.ts), as cAdvisor converts cpu.weight back.
+      cpuShares: weight === 0n ? 0n : 2n + ((weight - 1n) * 262_142n) / 9_999n,
+      memoryBytes: limit(number(read('memory.max'))),
+      memorySwapBytes: limit(number(read('memory.swap.max'))),
+      memoryReservationBytes: limit(number(read('memory.low'))),
+    },
   };
 }
 
-/**
- * v1 user and kernel CPU time: cpuacct.usage_user/usage_sys in nanoseconds (Linux ≥ 4.7), else
- * cpuacct.stat's ticks, as runc's cgroups/fs/cpuacct.go falls back.
- */
-async function readV1CpuModes(tree: CgroupTree, cgroup: string): Promise<{ user: bigint; system: bigint }> {
-  const user = await tree.read(cgroup, 'cpuacct.usage_user');
-  const system = await tree.read(cgroup, 'cpuacct.usage_sys');
-  if (user !== undefined && system !== undefined) return { user: number(user), system: number(system) };
-  const ticks = parseFlatKeyed(await tree.read(cgroup, 'cpuacct.stat'));
-  return {
-    user: (ticks.get('user') ?? 0n) * NANOS_PER_USER_HZ_TICK,
-    system: (ticks.get('system') ?? 0n) * NANOS_PER_USER_HZ_TICK,
-  };
+const V1_FILES = [
+  'cpuacct.usage',
+  'cpuacct.usage_user',
+  'cpuacct.usage_sys',
+  'cpuacct.stat',
+  'cpu.cfs_period_us',
+  'cpu.cfs_quota_us',
+  'cpu.shares',
+  'memory.usage_in_bytes',
+  'memory.max_usage_in_bytes',
+  'memory.failcnt',
+  'memory.kmem.usage_in_bytes',
+  'memory.memsw.usage_in_bytes',
+  'memory.limit_in_bytes',
+  'memory.memsw.limit_in_bytes',
+  'memory.soft_limit_in_bytes',
+  'memory.oom_control',
+  'blkio.throttle.io_service_bytes_recursive',
+  'blkio.throttle.io_serviced_recursive',
+] as const;
+
+const V2_FILES = [
+  'cpu.max',
+  'cpu.weight',
+  'memory.current',
+  'memory.peak',
+  'memory.swap.current',
+  'memory.max',
+  'memory.swap.max',
+  'memory.low',
+  'memory.events',
+  'io.stat',
+] as const;
+
+/** One device's entry of a per-device table, made on first sight. */
+function deviceEntry(devices: Map<string, DeviceIo>, device: string): DeviceIo | undefined {
+  const [major, minor] = device.split(':').map(Number);
+  if (major === undefined || minor === undefined || !Number.isInteger(major) || !Number.isInteger(minor)) return undefined;
+  let entry = devices.get(device);
+  if (entry === undefined) {
+    entry = { major, minor, readBytes: 0n, writeBytes: 0n, reads: 0n, writes: 0n };
+    devices.set(device, entry);
+  }
+  return entry;
+}
+
+/** v1 blkio "8:0 Read 4096" lines (bytes, then operations); the "Total" line and other operations are left out. */
+function v1Io(bytes: string | undefined, ops: string | undefined): DeviceIo[] {
+  const devices = new Map<string, DeviceIo>();
+  for (const [text, field] of [
+    [bytes, 'Bytes'],
+    [ops, 'Ops'],
+  ] as const) {
+    for (const line of (text ?? '').split('\n')) {
+      const [device = '', op = '', value = ''] = line.trim().split(/\s+/);
+      if (!/^[0-9]+$/.test(value) || (op !== 'Read' && op !== 'Write')) continue;
+      const entry = deviceEntry(devices, device);
+      if (entry === undefined) continue;
+      if (field === 'Bytes') entry[op === 'Read' ? 'readBytes' : 'writeBytes'] = BigInt(value);
+      else entry[op === 'Read' ? 'reads' : 'writes'] = BigInt(value);
+    }
+  }
+  return [...devices.values()];
+}
+
+/** v2 io.stat "8:0 rbytes=1 wbytes=2 rios=3 wios=4 …" lines. */
+function v2Io(text: string | undefined): DeviceIo[] {
+  const devices = new Map<string, DeviceIo>();
+  for (const line of (text ?? '').split('\n')) {
+    const [device = '', ...pairs] = line.trim().split(/\s+/);
+    const values = new Map(pairs.map((pair) => pair.split('=') as [string, string]));
+    const get = (key: string) => (/^[0-9]+$/.test(values.get(key) ?? '') ? BigInt(values.get(key) ?? '0') : 0n);
+    if (!values.has('rbytes')) continue;
+    const entry = deviceEntry(devices, device);
+    if (entry === undefined) continue;
+    Object.assign(entry, { readBytes: get('rbytes'), writeBytes: get('wbytes'), reads: get('rios'), writes: get('wios') });
+  }
+  return [...devices.values()];
 }
 
 /** cAdvisor's working set: usage minus inactive file pages, never below zero. */

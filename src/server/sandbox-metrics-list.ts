@@ -7,11 +7,19 @@ import {
 import type { Container } from '../containers/container.js';
 import { log } from '../log.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
-import { cgroupMetrics, networkMetrics, startTimeMetrics, type SeriesLabels } from '../stats/metrics.js';
+import {
+  cgroupMetrics,
+  filesystemMetrics,
+  networkMetrics,
+  openFileMetrics,
+  timeMetrics,
+  type SeriesLabels,
+} from '../stats/metrics.js';
+import { nowNanos } from '../time.js';
 import { statsCollectorOf } from './container-stats-collector.js';
 import type { Runtime } from './runtime.js';
 
-/** The container series of one container: its cgroup and its start time. */
+/** The series of one container: its cgroup, writable layer, open files, start and last-seen times. */
 async function containerMetrics(runtime: Runtime, pod: Omit<SeriesLabels, 'container' | 'id' | 'image'>, container: Container) {
   const labels: SeriesLabels = {
     ...pod,
@@ -19,10 +27,15 @@ async function containerMetrics(runtime: Runtime, pod: Omit<SeriesLabels, 'conta
     id: container.id,
     image: container.imageName ?? container.config.image?.image ?? container.imageRef,
   };
-  const cgroup = await statsCollectorOf(runtime).readContainer(container);
+  const details = await statsCollectorOf(runtime).containerDetails(container);
   return ContainerMetrics.create({
     containerId: container.id,
-    metrics: [...(cgroup === undefined ? [] : cgroupMetrics(labels, cgroup)), ...startTimeMetrics(labels, container.startedAt)],
+    metrics: [
+      ...(details.cgroup === undefined ? [] : cgroupMetrics(labels, details.cgroup)),
+      ...filesystemMetrics(labels, details.filesystem, details.writableLayer.usage),
+      ...openFileMetrics(labels, details.openFiles),
+      ...timeMetrics(labels, container.startedAt, nowNanos()),
+    ],
   });
 }
 

@@ -7,6 +7,8 @@ import type { ContainerEvents } from '../events.js';
 import { netDevOf, type InterfaceCounters } from '../os/net-dev.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { CpuRates } from './cpu-rate.js';
+import { filesystemOf, type FilesystemInfo } from './filesystem.js';
+import { openFiles, type OpenFiles } from './process-files.js';
 import { measureTree, WritableLayers, type LayerUsage, type WritableLayerOptions } from './writable-layer.js';
 
 /**
@@ -39,8 +41,16 @@ export interface PodUsage {
   interfaces: InterfaceCounters[];
 }
 
+/** What the metrics add to a container's reading: its layer's filesystem and its open files. */
+export interface ContainerDetails {
+  cgroup: CgroupStats | undefined;
+  writableLayer: WritableLayerUsage;
+  filesystem: FilesystemInfo;
+  openFiles: OpenFiles;
+}
+
 export interface CollectorDeps {
-  cgroups: Pick<CgroupDriver, 'stats'>;
+  cgroups: Pick<CgroupDriver, 'stats' | 'pids'>;
   events: ContainerEvents;
   /** <root_dir>/containers: where each container's folder, and so its writable layer, is. */
   containersDir: string;
@@ -54,6 +64,7 @@ export class StatsCollector {
   private readonly podCpu = new CpuRates();
   private readonly layers: WritableLayers;
   private mountpoint: Promise<string> | undefined;
+  private filesystem: { at: number; info: Promise<FilesystemInfo> } | undefined;
 
   constructor(private readonly deps: CollectorDeps) {
     this.layers = new WritableLayers(deps.layers);
@@ -75,6 +86,17 @@ export class StatsCollector {
   /** A container's cgroup alone, undefined before it has one; no CPU sample is taken (metrics). */
   readContainer(container: Container): Promise<CgroupStats | undefined> {
     return container.cgroup === '' ? Promise.resolve(undefined) : this.deps.cgroups.stats(container.cgroup);
+  }
+
+  /** A container's cgroup, writable layer, filesystem and open files, for the metrics; no CPU sample is taken. */
+  async containerDetails(container: Container): Promise<ContainerDetails> {
+    const [cgroup, writableLayer, filesystem, pids] = await Promise.all([
+      this.readContainer(container),
+      this.writableLayer(container),
+      this.layerFilesystem(),
+      container.cgroup === '' ? [] : this.deps.cgroups.pids(container.cgroup),
+    ]);
+    return { cgroup, writableLayer, filesystem, openFiles: await openFiles(pids) };
   }
 
   /** A pod's cgroup (its containers and pause together), its network counters and its CPU rate since the previous call. */
@@ -115,6 +137,18 @@ export class StatsCollector {
       }),
     ]);
     return { mountpoint, usage };
+  }
+
+  /** statfs of the containers' filesystem, read at most once a second for all the containers of a scrape. */
+  private layerFilesystem(): Promise<FilesystemInfo> {
+    const now = Date.now();
+    if (this.filesystem === undefined || now - this.filesystem.at > 1_000) {
+      const info = filesystemOf(this.deps.containersDir);
+      // A failed read is not kept: the next call tries again.
+      void info.catch(() => (this.filesystem = undefined));
+      this.filesystem = { at: now, info };
+    }
+    return this.filesystem.info;
   }
 
   /**

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { MetricType } from '../generated/api.js';
 import type { CgroupStats } from '../cgroups/stats.js';
-import { cgroupMetrics, METRIC_DESCRIPTORS, networkMetrics, startTimeMetrics, type SeriesLabels } from './metrics.js';
+import {
+  cgroupMetrics,
+  filesystemMetrics,
+  METRIC_DESCRIPTORS,
+  networkMetrics,
+  openFileMetrics,
+  timeMetrics,
+  type SeriesLabels,
+} from './metrics.js';
 
 const stats: CgroupStats = {
   timestamp: 1n,
@@ -19,17 +27,33 @@ const stats: CgroupStats = {
   pageFaults: 9n,
   majorPageFaults: 2n,
   oomKills: 1n,
+  memoryFailcnt: 0n,
+  memoryMaxUsageBytes: 1200n,
+  kernelMemoryBytes: 30n,
+  swapBytes: 0n,
   processes: 4,
   processesLimit: 0n,
+  io: [{ major: 8, minor: 0, readBytes: 4096n, writeBytes: 8192n, reads: 1n, writes: 2n }],
+  limits: {
+    cpuPeriod: 100_000n,
+    cpuQuota: 20_000n,
+    cpuShares: 1024n,
+    memoryBytes: 64n << 20n,
+    memorySwapBytes: 64n << 20n,
+    memoryReservationBytes: 0n,
+  },
 };
 const labels: SeriesLabels = { pod: 'web', namespace: 'default', container: 'nginx', id: 'abc', image: 'nginx:1.27' };
 const interfaces = [{ name: 'eth0', rxBytes: 10n, rxErrors: 0n, txBytes: 20n, txErrors: 1n }];
 
 describe('cAdvisor-style metrics', () => {
+  const fs = { device: '/dev/vda', capacityBytes: 1n << 30n, inodes: 1000n, inodesFree: 900n };
   const all = [
     ...cgroupMetrics(labels, stats),
     ...networkMetrics(labels, interfaces),
-    ...startTimeMetrics(labels, 5n * 10n ** 9n),
+    ...filesystemMetrics(labels, fs, { bytes: 5n << 20n, inodes: 12n, timestamp: 1n }),
+    ...openFileMetrics(labels, { fds: 3n, sockets: 1n }),
+    ...timeMetrics(labels, 5n * 10n ** 9n, 9n * 10n ** 9n),
   ];
   const descriptors = new Map(METRIC_DESCRIPTORS.map((d) => [d.name, d]));
 
@@ -78,6 +102,16 @@ describe('cAdvisor-style metrics', () => {
       'eth0',
     ]);
     expect(byName('container_start_time_seconds')[0]?.value?.value).toBe(5n);
-    expect(startTimeMetrics(labels, 0n)).toEqual([]);
+    expect(byName('container_last_seen')[0]?.value?.value).toBe(9n);
+    expect(timeMetrics(labels, 0n, 9n).map((m) => m.name)).toEqual(['container_last_seen']);
+    expect(byName('container_fs_usage_bytes')[0]?.labelValues.at(-1)).toBe('/dev/vda');
+    expect(byName('container_fs_usage_bytes')[0]?.value?.value).toBe(5n << 20n);
+    expect(filesystemMetrics(labels, fs, undefined)).toEqual([]);
+    expect(byName('container_spec_cpu_quota')[0]?.value?.value).toBe(20_000n);
+    expect(byName('container_fs_writes_bytes_total')[0]?.labelValues.at(-1)).toBe('8:0');
+    expect(byName('container_blkio_device_usage_total').map((m) => [m.labelValues.slice(5), m.value?.value])).toEqual([
+      [['8:0', '8', '0', 'Read'], 4096n],
+      [['8:0', '8', '0', 'Write'], 8192n],
+    ]);
   });
 });

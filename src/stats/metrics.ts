@@ -1,6 +1,9 @@
 import { MetricType, type Metric, type MetricDescriptor } from '../generated/api.js';
-import type { CgroupStats } from '../cgroups/stats.js';
+import type { CgroupStats, DeviceIo } from '../cgroups/stats.js';
 import type { InterfaceCounters } from '../os/net-dev.js';
+import type { FilesystemInfo } from './filesystem.js';
+import type { OpenFiles } from './process-files.js';
+import type { LayerUsage } from './writable-layer.js';
 
 /**
  * The cAdvisor-style metrics the kubelet serves on /metrics/cadvisor when it takes them from the
@@ -146,6 +149,73 @@ const CGROUP_ROWS: readonly CgroupRow[] = [
     type: MetricType.GAUGE,
     value: (s) => s.processesLimit,
   },
+  // pids.current counts tasks, threads included.
+  {
+    name: 'container_threads',
+    help: 'Number of threads running inside the container',
+    type: MetricType.GAUGE,
+    value: (s) => BigInt(s.processes),
+  },
+  {
+    name: 'container_memory_failcnt',
+    help: 'Number of memory usage hits limits',
+    type: MetricType.COUNTER,
+    value: (s) => s.memoryFailcnt,
+  },
+  {
+    name: 'container_memory_max_usage_bytes',
+    help: 'Maximum memory usage recorded in bytes',
+    type: MetricType.GAUGE,
+    value: (s) => s.memoryMaxUsageBytes,
+  },
+  {
+    name: 'container_memory_kernel_usage',
+    help: 'Size of kernel memory allocated in bytes.',
+    type: MetricType.GAUGE,
+    value: (s) => s.kernelMemoryBytes,
+  },
+  {
+    name: 'container_memory_swap',
+    help: 'Container swap usage in bytes.',
+    type: MetricType.GAUGE,
+    value: (s) => s.swapBytes,
+  },
+  {
+    name: 'container_spec_cpu_period',
+    help: 'CPU period of the container.',
+    type: MetricType.GAUGE,
+    value: (s) => s.limits.cpuPeriod,
+  },
+  {
+    name: 'container_spec_cpu_quota',
+    help: 'CPU quota of the container.',
+    type: MetricType.GAUGE,
+    value: (s) => s.limits.cpuQuota,
+  },
+  {
+    name: 'container_spec_cpu_shares',
+    help: 'CPU share of the container.',
+    type: MetricType.GAUGE,
+    value: (s) => s.limits.cpuShares,
+  },
+  {
+    name: 'container_spec_memory_limit_bytes',
+    help: 'Memory limit for the container.',
+    type: MetricType.GAUGE,
+    value: (s) => s.limits.memoryBytes,
+  },
+  {
+    name: 'container_spec_memory_reservation_limit_bytes',
+    help: 'Memory reservation limit for the container.',
+    type: MetricType.GAUGE,
+    value: (s) => s.limits.memoryReservationBytes,
+  },
+  {
+    name: 'container_spec_memory_swap_limit_bytes',
+    help: 'Memory swap limit for the container.',
+    type: MetricType.GAUGE,
+    value: (s) => s.limits.memorySwapBytes,
+  },
 ];
 
 interface NetworkRow {
@@ -170,20 +240,66 @@ const NETWORK_ROWS: readonly NetworkRow[] = [
   },
 ];
 
+interface DeviceRow {
+  name: string;
+  help: string;
+  value: (io: DeviceIo) => bigint;
+}
+
+/** Block I/O per device of a cgroup (label device = "major:minor"). */
+const IO_ROWS: readonly DeviceRow[] = [
+  { name: 'container_fs_reads_bytes_total', help: 'Cumulative count of bytes read', value: (io) => io.readBytes },
+  { name: 'container_fs_reads_total', help: 'Cumulative count of reads completed', value: (io) => io.reads },
+  { name: 'container_fs_writes_bytes_total', help: 'Cumulative count of bytes written', value: (io) => io.writeBytes },
+  { name: 'container_fs_writes_total', help: 'Cumulative count of writes completed', value: (io) => io.writes },
+];
+
+const BLKIO = { name: 'container_blkio_device_usage_total', help: 'Blkio Device bytes usage' } as const;
+
+interface FilesystemRow {
+  name: string;
+  help: string;
+  value: (fs: FilesystemInfo, layer: LayerUsage) => bigint;
+}
+
+/** The writable layer's filesystem (label device: the filesystem's device). */
+const FILESYSTEM_ROWS: readonly FilesystemRow[] = [
+  {
+    name: 'container_fs_usage_bytes',
+    help: 'Number of bytes that are consumed by the container on this filesystem.',
+    value: (_fs, layer) => layer.bytes,
+  },
+  {
+    name: 'container_fs_limit_bytes',
+    help: 'Number of bytes that can be consumed by the container on this filesystem.',
+    value: (fs) => fs.capacityBytes,
+  },
+  { name: 'container_fs_inodes_total', help: 'Number of Inodes', value: (fs) => fs.inodes },
+  { name: 'container_fs_inodes_free', help: 'Number of available Inodes', value: (fs) => fs.inodesFree },
+];
+
+const FILE_DESCRIPTORS = {
+  name: 'container_file_descriptors',
+  help: 'Number of open file descriptors for the container.',
+} as const;
+const SOCKETS = { name: 'container_sockets', help: 'Number of open sockets for the container.' } as const;
 const START_TIME = {
   name: 'container_start_time_seconds',
   help: 'Start time of the container since unix epoch in seconds.',
 } as const;
+const LAST_SEEN = { name: 'container_last_seen', help: 'Last time a container was seen by the exporter' } as const;
 
 /** Every metric icetray sends, once each (ListMetricDescriptors: the list is fixed at start, api.proto). */
 export const METRIC_DESCRIPTORS: readonly MetricDescriptor[] = (() => {
   const descriptors = new Map<string, MetricDescriptor>();
-  for (const row of CGROUP_ROWS) {
-    descriptors.set(row.name, { name: row.name, help: row.help, labelKeys: [...BASE_LABELS, ...Object.keys(row.extra ?? {})] });
-  }
-  for (const row of NETWORK_ROWS)
-    descriptors.set(row.name, { name: row.name, help: row.help, labelKeys: [...BASE_LABELS, 'interface'] });
-  descriptors.set(START_TIME.name, { ...START_TIME, labelKeys: [...BASE_LABELS] });
+  const add = (name: string, help: string, extra: readonly string[] = []) =>
+    descriptors.set(name, { name, help, labelKeys: [...BASE_LABELS, ...extra] });
+  for (const row of CGROUP_ROWS) add(row.name, row.help, Object.keys(row.extra ?? {}));
+  for (const row of NETWORK_ROWS) add(row.name, row.help, ['interface']);
+  for (const row of IO_ROWS) add(row.name, row.help, ['device']);
+  add(BLKIO.name, BLKIO.help, ['device', 'major', 'minor', 'operation']);
+  for (const row of FILESYSTEM_ROWS) add(row.name, row.help, ['device']);
+  for (const m of [FILE_DESCRIPTORS, SOCKETS, START_TIME, LAST_SEEN]) add(m.name, m.help);
   return [...descriptors.values()];
 })();
 
@@ -195,10 +311,19 @@ function metric(name: string, type: MetricType, labelValues: string[], value: bi
   return { name, timestamp: 0n, metricType: type, labelValues, value: { value } };
 }
 
-/** The CPU, memory and process metrics of one cgroup reading. */
+/** The CPU, memory, process, limit and block I/O metrics of one cgroup reading. */
 export function cgroupMetrics(labels: SeriesLabels, stats: CgroupStats): Metric[] {
   const base = baseValues(labels);
-  return CGROUP_ROWS.map((row) => metric(row.name, row.type, [...base, ...Object.values(row.extra ?? {})], row.value(stats)));
+  return [
+    ...CGROUP_ROWS.map((row) => metric(row.name, row.type, [...base, ...Object.values(row.extra ?? {})], row.value(stats))),
+    ...stats.io.flatMap((io) => {
+      const device = `${io.major}:${io.minor}`;
+      const perDevice = IO_ROWS.map((row) => metric(row.name, MetricType.COUNTER, [...base, device], row.value(io)));
+      const usage = (operation: string, value: bigint) =>
+        metric(BLKIO.name, MetricType.COUNTER, [...base, device, String(io.major), String(io.minor), operation], value);
+      return [...perDevice, usage('Read', io.readBytes), usage('Write', io.writeBytes)];
+    }),
+  ];
 }
 
 /** The network metrics of a pod's interfaces. */
@@ -209,8 +334,27 @@ export function networkMetrics(labels: SeriesLabels, interfaces: readonly Interf
   );
 }
 
-/** When a container started (container_start_time_seconds); none before it has. */
-export function startTimeMetrics(labels: SeriesLabels, startedAtNanos: bigint): Metric[] {
-  if (startedAtNanos === 0n) return [];
-  return [metric(START_TIME.name, MetricType.GAUGE, baseValues(labels), startedAtNanos / SECOND)];
+/** The writable layer on its filesystem; none until the layer was first measured. */
+export function filesystemMetrics(labels: SeriesLabels, fs: FilesystemInfo, layer: LayerUsage | undefined): Metric[] {
+  if (layer === undefined) return [];
+  const values = [...baseValues(labels), fs.device];
+  return FILESYSTEM_ROWS.map((row) => metric(row.name, MetricType.GAUGE, values, row.value(fs, layer)));
+}
+
+/** Open descriptors and sockets of the container's processes. */
+export function openFileMetrics(labels: SeriesLabels, files: OpenFiles): Metric[] {
+  const base = baseValues(labels);
+  return [
+    metric(FILE_DESCRIPTORS.name, MetricType.GAUGE, base, files.fds),
+    metric(SOCKETS.name, MetricType.GAUGE, base, files.sockets),
+  ];
+}
+
+/** When a container started (none before it has) and when it was last seen (now), in seconds. */
+export function timeMetrics(labels: SeriesLabels, startedAtNanos: bigint, nowNanos: bigint): Metric[] {
+  const base = baseValues(labels);
+  return [
+    ...(startedAtNanos === 0n ? [] : [metric(START_TIME.name, MetricType.GAUGE, base, startedAtNanos / SECOND)]),
+    metric(LAST_SEEN.name, MetricType.GAUGE, base, nowNanos / SECOND),
+  ];
 }
