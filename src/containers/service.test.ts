@@ -49,7 +49,7 @@ async function setUp() {
   const cgroups = new Set<string>();
   const rootfses = new Set<string>();
   const sandboxes = new SandboxService({
-    config: { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'pause' },
+    config: { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'pause', runtimeHandlers: [''] },
     pause: {
       start: () => Promise.resolve({ pid: process.pid, startTime: 'x' }),
       find: () => [],

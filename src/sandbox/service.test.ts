@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { useTempDirs } from '../../test/helpers/temp.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../errors.js';
 import { PodSandboxConfig } from '../generated/api.js';
 import type { NamespacePinner } from './namespaces.js';
 import type { Conflist, PodNetworkManager } from './network.js';
@@ -105,7 +105,12 @@ const tempDir = useTempDirs('icetray-sandbox-');
 async function setUp() {
   const dir = await tempDir();
   const n = node();
-  const config = { rootDir: join(dir, 'root'), stateDir: join(dir, 'state'), pauseImage: 'registry.k8s.io/pause:3.10' };
+  const config = {
+    rootDir: join(dir, 'root'),
+    stateDir: join(dir, 'state'),
+    pauseImage: 'registry.k8s.io/pause:3.10',
+    runtimeHandlers: [''],
+  };
   /** A service as a (re)started icetray builds it: load, then recover. */
   const start = async () => {
     const sandboxes = new SandboxService({ config, ...n.deps });
@@ -218,7 +223,7 @@ describe('SandboxService', () => {
 
   it('rejects an unknown runtime handler', async () => {
     const s = await setUp();
-    await expect(s.sandboxes.run(pod(), 'kata')).rejects.toThrow(InvalidArgumentError);
+    await expect(s.sandboxes.run(pod(), 'kata')).rejects.toThrow(NotFoundError);
   });
 
   it('reloads sandboxes from disk, with config and times intact', async () => {

@@ -50,7 +50,7 @@ export interface PodCgroups {
 }
 
 export interface SandboxDeps {
-  config: Pick<Config, 'rootDir' | 'stateDir' | 'pauseImage'>;
+  config: Pick<Config, 'rootDir' | 'stateDir' | 'pauseImage' | 'runtimeHandlers'>;
   pause: PauseLauncher;
   pinner: NamespacePinner;
   shm: ShmMounter;
@@ -212,7 +212,7 @@ export class SandboxService {
 
   /** RunPodSandbox: the record first, then each step with its undo, so a failure or a crash leaves nothing. */
   async run(config: PodSandboxConfig, runtimeHandler: string): Promise<Sandbox> {
-    validatePodConfig(config, runtimeHandler);
+    validatePodConfig(config, runtimeHandler, this.deps.config.runtimeHandlers);
     const sysctls = validateSysctls(config.linux?.sysctls ?? {}, podNamespaces(config));
     const id = newId();
     const name = sandboxName(config);

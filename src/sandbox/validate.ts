@@ -78,20 +78,12 @@ function checkDns(config: PodSandboxConfig): void {
 }
 
 /**
- * The pod configs whose runtime handler RunPodSandbox checked against the handlers in force
- * (checkRuntimeHandler), so that `validatePodConfig`, which the sandbox service calls without the
- * config, can still refuse any other non-default handler. Keyed by the request's own object: a
- * WeakMap, so nothing outlives the request.
- */
-const checkedHandlers = new WeakMap<PodSandboxConfig, string>();
-
-/**
  * RunPodSandbox's runtime_handler (a RuntimeClass's `handler`) is a name the client chose: a DNS
  * label, as the Kubernetes API validates it, or "" for the default. It is recorded with the pod
  * and quoted in messages; it never names a path. An unknown one is NOT_FOUND naming the
  * configured ones (containerd answers `no runtime for "x" is configured`, with code UNKNOWN).
  */
-export function checkRuntimeHandler(config: PodSandboxConfig, handler: string, configured: readonly string[]): void {
+function checkRuntimeHandler(handler: string, configured: readonly string[]): void {
   if (handler !== '' && !RUNTIME_HANDLER_NAME.test(handler))
     throw new InvalidArgumentError(
       `runtime handler ${quote(handler)} is not a valid name: at most 63 lowercase letters, digits or "-" (a DNS label)`,
@@ -100,11 +92,11 @@ export function checkRuntimeHandler(config: PodSandboxConfig, handler: string, c
     throw new NotFoundError(
       `no runtime handler ${quote(handler)} is configured (configured: ${configured.map((name) => quote(name)).join(', ')})`,
     );
-  checkedHandlers.set(config, handler);
 }
 
 /** Everything about a pod config that can be told wrong without touching the node. */
-export function validatePodConfig(config: PodSandboxConfig, runtimeHandler: string): void {
+export function validatePodConfig(config: PodSandboxConfig, runtimeHandler: string, handlers: readonly string[]): void {
+  checkRuntimeHandler(runtimeHandler, handlers);
   checkMetadata(config);
   checkHostname(config.hostname);
   // CRI: log_directory is a path on the host; a relative one would depend on icetray's working dir.
@@ -112,8 +104,4 @@ export function validatePodConfig(config: PodSandboxConfig, runtimeHandler: stri
   checkPortMappings(config);
   checkDns(config);
   checkNoNul(config.linux?.cgroupParent ?? '', 'cgroup_parent');
-  // The default handler always exists; another must have been checked against the config in
-  // force (checkRuntimeHandler, by RunPodSandbox): a RuntimeClass naming one that is not cannot be honoured.
-  if (runtimeHandler !== '' && checkedHandlers.get(config) !== runtimeHandler)
-    throw new InvalidArgumentError(`runtime handler ${quote(runtimeHandler)} is not configured`);
 }

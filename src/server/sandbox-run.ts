@@ -1,6 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
 import { RunPodSandboxResponse, type RunPodSandboxRequest } from '../generated/api.js';
-import { checkRuntimeHandler } from '../sandbox/validate.js';
 import type { Runtime } from './runtime.js';
 
 /**
@@ -11,7 +10,6 @@ import type { Runtime } from './runtime.js';
  */
 export async function runPodSandbox(runtime: Runtime, request: RunPodSandboxRequest): Promise<RunPodSandboxResponse> {
   if (request.config === undefined) throw new InvalidArgumentError('config is required');
-  checkRuntimeHandler(request.config, request.runtimeHandler, runtime.loaded.config.runtimeHandlers);
   const sandbox = await runtime.sandboxes.run(request.config, request.runtimeHandler);
   return RunPodSandboxResponse.create({ podSandboxId: sandbox.id });
 }
