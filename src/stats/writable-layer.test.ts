@@ -101,6 +101,15 @@ describe('WritableLayers', () => {
     expect(most).toBe(1);
   });
 
+  it('drops a layer nobody asked for in 10 minutes', async () => {
+    let now = 100_000;
+    const layers = new WritableLayers({ now: () => now });
+    await layers.usage('old', usage(1n));
+    now += 601_000;
+    await layers.usage('new', usage(1n));
+    expect(layers.size).toBe(1);
+  });
+
   it('forgets a removed container and aborts its walk', async () => {
     const layers = new WritableLayers({ waitMs: 5 });
     let signal: AbortSignal | undefined;

@@ -119,6 +119,8 @@ interface Layer {
   measuring: Promise<void> | undefined;
   /** When (ms) it may be measured again. */
   nextAt: number;
+  /** When (ms) a call last asked for it: one nobody asks for is dropped. */
+  askedAt: number;
   /** Stops a walk in progress when the container is forgotten. */
   abort: AbortController;
 }
@@ -135,6 +137,7 @@ export class WritableLayers {
   private readonly durationFactor: number;
   private readonly waitMs: number;
   private readonly now: () => number;
+  private lastSweep = 0;
 
   constructor(options: WritableLayerOptions = {}) {
     this.minIntervalMs = options.minIntervalMs ?? 5_000;
@@ -145,11 +148,13 @@ export class WritableLayers {
 
   /** The layer's usage as last measured, starting a new measurement (through `measure`) when one is due. */
   async usage(id: string, measure: Measure): Promise<LayerUsage | undefined> {
+    this.sweep();
     let layer = this.layers.get(id);
     if (layer === undefined) {
-      layer = { usage: undefined, measuring: undefined, nextAt: 0, abort: new AbortController() };
+      layer = { usage: undefined, measuring: undefined, nextAt: 0, askedAt: 0, abort: new AbortController() };
       this.layers.set(id, layer);
     }
+    layer.askedAt = this.now();
     if (layer.measuring === undefined && this.now() >= layer.nextAt) {
       const current = layer;
       const run = this.queue.then(() => this.measure(id, current, measure));
@@ -177,6 +182,17 @@ export class WritableLayers {
   forget(id: string): void {
     this.layers.get(id)?.abort.abort();
     this.layers.delete(id);
+  }
+
+  /**
+   * Drops layers nobody asked for in 10 minutes, at most once a minute: a stats call that was
+   * reading a container as it was removed may have remembered it again after `forget`.
+   */
+  private sweep(): void {
+    const now = this.now();
+    if (now - this.lastSweep < 60_000) return;
+    this.lastSweep = now;
+    for (const [id, layer] of this.layers) if (now - layer.askedAt > 600_000) this.forget(id);
   }
 
   /** How many layers are remembered (tests check nothing is left behind). */
