@@ -149,8 +149,7 @@ describe.skipIf(!isRoot)('container and pod stats and metrics on real pods (need
     expect(find(container?.metrics, 'container_memory_working_set_bytes')?.metricType).toBe(MetricType.GAUGE);
     expect(find(container?.metrics, 'container_memory_working_set_bytes')?.value?.value ?? 0n).toBeGreaterThan(0n);
     // What critest's "listing pod sandbox metrics [Conformance]" requires values for (cri-tools
-    // pkg/validate/pod.go expectedMetricDescriptorNames, less its unimplemented and optional ones),
-    // but the network packet and drop counters: src/os/net-dev.ts does not read them yet.
+    // pkg/validate/pod.go expectedMetricDescriptorNames, less its unimplemented and optional ones).
     const sent = new Set(
       [...(mine?.metrics ?? []), ...(mine?.containerMetrics.flatMap((c) => c.metrics) ?? [])].map((m) => m.name),
     );
@@ -171,6 +170,8 @@ describe.skipIf(!isRoot)('container and pod stats and metrics on real pods (need
         'container_network_receive_errors_total',
       ],
       ...['container_network_transmit_bytes_total', 'container_network_transmit_errors_total', 'container_oom_events_total'],
+      ...['container_network_receive_packets_total', 'container_network_receive_packets_dropped_total'],
+      ...['container_network_transmit_packets_total', 'container_network_transmit_packets_dropped_total'],
       ...['container_processes', 'container_sockets', 'container_spec_cpu_period', 'container_spec_cpu_shares'],
       ...['container_spec_memory_limit_bytes', 'container_spec_memory_swap_limit_bytes', 'container_start_time_seconds'],
       ...['container_threads', 'container_threads_max'],

@@ -44,7 +44,19 @@ const stats: CgroupStats = {
   },
 };
 const labels: SeriesLabels = { pod: 'web', namespace: 'default', container: 'nginx', id: 'abc', image: 'nginx:1.27' };
-const interfaces = [{ name: 'eth0', rxBytes: 10n, rxErrors: 0n, txBytes: 20n, txErrors: 1n }];
+const interfaces = [
+  {
+    name: 'eth0',
+    rxBytes: 10n,
+    rxPackets: 2n,
+    rxErrors: 0n,
+    rxDropped: 0n,
+    txBytes: 20n,
+    txPackets: 3n,
+    txErrors: 1n,
+    txDropped: 0n,
+  },
+];
 
 describe('cAdvisor-style metrics', () => {
   const fs = { device: '/dev/vda', capacityBytes: 1n << 30n, inodes: 1000n, inodesFree: 900n };

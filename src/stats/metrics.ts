@@ -238,6 +238,22 @@ const NETWORK_ROWS: readonly NetworkRow[] = [
     help: 'Cumulative count of errors encountered while transmitting',
     value: (i) => i.txErrors,
   },
+  { name: 'container_network_receive_packets_total', help: 'Cumulative count of packets received', value: (i) => i.rxPackets },
+  {
+    name: 'container_network_receive_packets_dropped_total',
+    help: 'Cumulative count of packets dropped while receiving',
+    value: (i) => i.rxDropped,
+  },
+  {
+    name: 'container_network_transmit_packets_total',
+    help: 'Cumulative count of packets transmitted',
+    value: (i) => i.txPackets,
+  },
+  {
+    name: 'container_network_transmit_packets_dropped_total',
+    help: 'Cumulative count of packets dropped while transmitting',
+    value: (i) => i.txDropped,
+  },
 ];
 
 interface DeviceRow {
