@@ -59,13 +59,14 @@ EOF
 cat "$source/go.sum" >>go.sum
 go mod tidy
 
-ldflags="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1"
+# -s -w: no symbol table or DWARF; linking these large binaries is a good part of a fresh build.
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1"
 ldflags+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$version")"
 for binary in "${missing[@]}"; do
   echo "building $binary $version (the first build takes 10-20 minutes on 2 cores)"
   case "$binary" in
     kubelet) go build -trimpath -ldflags "$ldflags" -o "$dest/kubelet" k8s.io/kubernetes/cmd/kubelet ;;
-    agnhost) go build -trimpath -o "$dest/agnhost" k8s.io/kubernetes/test/images/agnhost ;;
+    agnhost) go build -trimpath -ldflags "-s -w" -o "$dest/agnhost" k8s.io/kubernetes/test/images/agnhost ;;
     e2e_node.test) go test -c -trimpath -ldflags "$ldflags" -o "$dest/e2e_node.test" k8s.io/kubernetes/test/e2e_node ;;
     *) echo "error: unknown binary $binary" >&2 && exit 1 ;;
   esac
