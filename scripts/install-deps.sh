@@ -32,6 +32,7 @@ test_packages=(
   "curl:curl"
   "tmux:tmux"                                # drives crictl exec -it through a terminal in the streaming tests
   "python3:python3"                          # … whose test backend gets its pty from python3
+  "chromium:chromium"                        # the headless browser that drives icetray ui in its test
 )
 
 wanted=("${run_packages[@]}")
