@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what icetray needs on a Debian machine; does nothing for what is already there.
 #
-#   scripts/install-deps.sh run    Debian packages icetray uses at run time, node_modules
-#   scripts/install-deps.sh test   the same, plus what the tests use: crictl/critest and the kubelet (built with Go)
+#   scripts/install-deps.sh run    Debian packages icetray uses at run time, node_modules, and
+#                                  crictl (built with Go; `npm start` links it onto the PATH)
+#   scripts/install-deps.sh test   the same, plus what the tests use: critest and the kubelet (built with Go)
 #
 # `npm start` and `npm test` call it first, so a fresh clone needs no other step.
 set -euo pipefail
@@ -65,4 +66,10 @@ if [[ "$mode" == "test" ]]; then
   "$repo/conformance/install-cri-tools.sh"
   # The kubelet the kubelet-driven suite (test/kubelet) runs: ~15 minutes the first time.
   "$repo/conformance/install-kubernetes.sh" kubelet
+fi
+if [[ "$mode" == "run" ]]; then
+  # crictl (critest comes with it, from the same module: a few minutes, once). icetray serves
+  # without it, so a machine without Go still starts, and says what is missing.
+  "$repo/conformance/install-cri-tools.sh" ||
+    echo "warning: crictl is not built (see above): icetray serves without it; \"icetray install\" links it once built" >&2
 fi
