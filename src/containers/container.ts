@@ -1,5 +1,6 @@
-import { FailedPreconditionError } from '../errors.js';
-import type { ContainerConfig } from '../generated/api.js';
+import { constants } from 'node:os';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import { Signal, type ContainerConfig } from '../generated/api.js';
 import type { ProcessUser } from './security-context.js';
 
 /**
@@ -66,6 +67,11 @@ export interface Container {
    */
   oomScoreAdj: number | undefined;
   /**
+   * The signal StopContainer sends first, chosen at CreateContainer (KEP-4960): the config's
+   * stop_signal, else the image's STOPSIGNAL, else SIGTERM. ContainerStatus reports this one.
+   */
+  stopSignal: Signal;
+  /**
    * An operation in flight, recorded before its first step and cleared after its last: what an
    * icetray restarted after a crash must undo (create, start) or finish (remove) before it serves.
    */
@@ -102,4 +108,61 @@ export function exitReason(exitCode: number, oomKilled: boolean): string {
   if (oomKilled) return 'OOMKilled';
   if (exitCode < 0) return 'Unknown';
   return exitCode === 0 ? 'Completed' : 'Error';
+}
+
+/**
+ * glibc's SIGRTMIN (the kernel's is 32; glibc keeps 32 and 33 for itself): the numbering
+ * `SIGRTMIN+n` means in images and in moby/sys/signal, which containerd uses.
+ */
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+
+/** A signal name without its SIG prefix (QUIT, RTMIN+3, RTMAX-1) → its number on Linux. */
+function numberOfName(name: string): number | undefined {
+  const rt = /^RT(MIN|MAX)(?:([+-])(\d{1,2}))?$/.exec(name);
+  if (rt !== null) {
+    const offset = Number(rt[3] ?? '0') * (rt[2] === '-' ? -1 : 1);
+    const n = (rt[1] === 'MIN' ? SIGRTMIN : SIGRTMAX) + offset;
+    return n >= SIGRTMIN && n <= SIGRTMAX ? n : undefined;
+  }
+  // SIGCLD is Linux's other name for SIGCHLD; Node does not list it.
+  if (name === 'CLD') return constants.signals.SIGCHLD;
+  return (constants.signals as Record<string, number | undefined>)[`SIG${name}`];
+}
+
+/** The CRI name of a signal (SIGNAL_SIGRTMINPLUS3) without its prefixes, as images write it (RTMIN+3). */
+function criSignalName(signal: Signal): string | undefined {
+  const name = (Signal as unknown as Record<number, string | undefined>)[signal];
+  if (name === undefined || !name.startsWith('SIGNAL_SIG')) return undefined;
+  return name.slice('SIGNAL_SIG'.length).replace('MINPLUS', 'MIN+').replace('MAXMINUS', 'MAX-');
+}
+
+/** The Linux number of a CRI signal, for kill(2). */
+export function signalNumber(signal: Signal): number {
+  const number = numberOfName(criSignalName(signal) ?? '');
+  if (number === undefined) throw new InvalidArgumentError(`stop_signal ${String(signal)} is not a signal`);
+  return number;
+}
+
+/**
+ * The signal a container is stopped with (KEP-4960: the config's stop_signal, else the image's
+ * STOPSIGNAL, else SIGTERM), as a CRI Signal. An image's STOPSIGNAL is a name (SIGQUIT, QUIT,
+ * SIGRTMIN+3) or a number, as Docker reads it.
+ */
+export function resolveStopSignal(fromConfig: Signal, fromImage: string): Signal {
+  if (fromConfig !== Signal.SIGNAL_RUNTIME_DEFAULT) {
+    if (criSignalName(fromConfig) === undefined)
+      throw new InvalidArgumentError(`stop_signal ${String(fromConfig)} is not a known CRI Signal`);
+    return fromConfig;
+  }
+  if (fromImage === '') return Signal.SIGNAL_SIGTERM;
+  const name = fromImage.toUpperCase().replace(/^SIG/, '');
+  const criName = `SIGNAL_SIG${name.replace('MIN+', 'MINPLUS').replace('MAX-', 'MAXMINUS')}`;
+  const byName = (Signal as unknown as Record<string, Signal | undefined>)[criName];
+  if (byName !== undefined) return byName;
+  const number = /^\d+$/.test(fromImage) ? Number(fromImage) : numberOfName(name);
+  const signals = Object.values(Signal).filter((v): v is Signal => typeof v === 'number' && v !== Signal.UNRECOGNIZED);
+  const match = signals.find((s) => numberOfName(criSignalName(s) ?? '') === number);
+  if (match === undefined) throw new InvalidArgumentError(`the image's STOPSIGNAL "${fromImage.slice(0, 40)}" is not a signal`);
+  return match;
 }

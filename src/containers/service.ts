@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/config.js';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import type { ContainerEvents } from '../events.js';
-import { NamespaceMode, type ContainerConfig, type LinuxContainerResources } from '../generated/api.js';
+import { NamespaceMode, Signal, type ContainerConfig, type LinuxContainerResources } from '../generated/api.js';
 import { KeyedLock } from '../lock.js';
 import { log } from '../log.js';
 import { streamClosed } from '../os/child.js';
@@ -19,7 +19,15 @@ import { IdStore, newId } from '../store.js';
 import { nowNanos, sleepSeconds } from '../time.js';
 import { checkAbsolutePath, checkExecArgs, checkLine, pathInside } from '../validate.js';
 import { containerDevices } from './devices.js';
-import { containerName, exitReason, transition, type Container, type ContainerState } from './container.js';
+import {
+  containerName,
+  exitReason,
+  resolveStopSignal,
+  signalNumber,
+  transition,
+  type Container,
+  type ContainerState,
+} from './container.js';
 import { ContainerLogWriter } from './logs.js';
 import type { CgroupPort, ContainerImage, ImagePort, LauncherPort, ProcessExit, RunningProcess } from './ports.js';
 import { AttachableStdio } from '../streaming/attach.js';
@@ -71,6 +79,18 @@ function imageName(config: ContainerConfig, imageRef: string, image: ContainerIm
   return isId ? (image.repoTags[0] ?? imageRef) : imageRef;
 }
 
+/**
+ * The stop signal of a record an older icetray wrote, which has none: the one CreateContainer
+ * now chooses, SIGTERM where the image's cannot be read (that icetray sent SIGTERM then too).
+ */
+function olderStopSignal(config: ContainerConfig, fromImage: string): Signal {
+  try {
+    return resolveStopSignal(config.stopSignal, fromImage);
+  } catch {
+    return Signal.SIGNAL_SIGTERM;
+  }
+}
+
 /** A container that ended while no icetray watched it, and left no exit record. */
 const UNKNOWN_EXIT: ProcessExit = { exitCode: -1, signal: undefined };
 const UNKNOWN_EXIT_MESSAGE = 'the process ended while icetray was not running: its exit code is unknown';
@@ -108,6 +128,8 @@ export class ContainerService {
         const image = this.deps.images.resolve(container.imageId);
         container.user = await resolveUser(container.rootfs, container.config.linux?.securityContext, image?.user ?? '');
       }
+      if ((container as Partial<Container>).stopSignal === undefined)
+        container.stopSignal = olderStopSignal(container.config, this.deps.images.resolve(container.imageId)?.stopSignal ?? '');
       this.store.add(container);
       this.store.reserveName(containerName(container.sandboxId, container.config), container.id);
       if (container.pending === 'start') await this.undoStart(container);
@@ -135,6 +157,7 @@ export class ContainerService {
     validateSecurityContext(config.linux?.securityContext);
     validateMounts(config.mounts);
     checkAbsolutePath(containerWorkingDir(config, image), 'working_dir');
+    const stopSignal = resolveStopSignal(config.stopSignal, image.stopSignal);
     // The CRI devices only: a privileged container's host devices are read at start, where they are used.
     await containerDevices({ devices: config.devices, linux: undefined });
 
@@ -168,6 +191,7 @@ export class ContainerService {
         cgroup: '',
         user: { uid: 0, gid: 0, groups: [] },
         oomScoreAdj: undefined,
+        stopSignal,
         pending: 'create',
       };
       try {
@@ -411,12 +435,15 @@ export class ContainerService {
       const live = this.live.get(container.id);
       const process = container.process;
       if (container.state !== 'running' || process === undefined) return;
-      const signal = this.stopSignal(container);
+      const signal = signalNumber(container.stopSignal);
       signalProcess(process.pid, signal);
       const exited = live?.exited ?? processGone(process.pid, process.startTime);
       const timedOut = await Promise.race([exited.then(() => false), sleepSeconds(timeoutSeconds).then(() => true)]);
       if (timedOut) {
-        log.info({ containerId: container.id, signal, timeoutSeconds }, 'container did not stop in time: SIGKILL');
+        log.info(
+          { containerId: container.id, signal: Signal[container.stopSignal], timeoutSeconds },
+          'container did not stop in time: SIGKILL',
+        );
         // The container's processes, not its monitor: the monitor sees the kill, records it (137,
         // also for an icetray started after it) and then goes by itself.
         signalProcess(process.namespacePid, 'SIGKILL');
@@ -424,12 +451,6 @@ export class ContainerService {
         await exited;
       }
     });
-  }
-
-  private stopSignal(container: Container): NodeJS.Signals {
-    const image = this.deps.images.resolve(container.imageId);
-    const fromImage = image?.stopSignal ?? '';
-    return (fromImage !== '' ? fromImage : 'SIGTERM') as NodeJS.Signals;
   }
 
   /**

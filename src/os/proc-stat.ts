@@ -39,7 +39,7 @@ export function isNamespaceFile(path: string): boolean {
 }
 
 /** Sends a signal; false when the process is already gone. */
-export function signalProcess(pid: number, signal: NodeJS.Signals): boolean {
+export function signalProcess(pid: number, signal: NodeJS.Signals | number): boolean {
   try {
     process.kill(pid, signal);
     return true;

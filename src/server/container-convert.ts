@@ -66,7 +66,7 @@ export function toContainerStatus(container: Container): ContainerStatus {
     mounts: container.config.mounts,
     logPath: container.logPath,
     resources: resourcesInEffect(container),
-    stopSignal: container.config.stopSignal,
+    stopSignal: container.stopSignal,
     // The identity its process runs with; the supplementary list includes the primary group,
     // as the kubelet expects (`id -G` of the process).
     user: {
