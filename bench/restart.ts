@@ -1,40 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connectCri, type CriClient } from '../src/cli/cri-client.js';
 import { ContainerConfig, PodSandboxConfig } from '../src/generated/api.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
 import { run } from '../src/os/exec.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { serveIcetray, stopChild } from './daemon.js';
 import { ms, percentile, printTable } from './stats.js';
 
-const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');
 const BRIDGE = 'itbenchrst0';
-
-/** Starts `icetray serve` and resolves with it and the ms until Version first answers over the socket. */
-async function serve(configFile: string, socket: string): Promise<{ child: ChildProcess; ms: number }> {
-  const started = performance.now();
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { stdio: 'ignore' });
-  for (;;) {
-    const cri = connectCri(socket, 200);
-    const answered = await cri.runtime.version({ version: '' }).then(
-      () => true,
-      () => false,
-    );
-    cri.close();
-    if (answered) return { child, ms: performance.now() - started };
-    if (child.exitCode !== null) throw new Error('icetray serve exited before it answered');
-    await sleep(5);
-  }
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
 
 /**
  * Restart to first answer with `pods` live pods, each with a running container: icetray is
@@ -73,7 +47,7 @@ export async function benchRestart(pods: number, rounds = 5): Promise<void> {
   );
   // The bridge plugin (isGateway) turns ip_forward on: the bench puts it back as it was.
   const ipForward = await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8');
-  let server = await serve(configFile, socket);
+  let server = await serveIcetray(configFile, socket);
   let cri: CriClient = connectCri(socket);
   const empty = server.ms;
   const times: number[] = [];
@@ -94,8 +68,8 @@ export async function benchRestart(pods: number, rounds = 5): Promise<void> {
     }
     for (let round = 0; round < rounds; round++) {
       cri.close();
-      await kill(server.child);
-      server = await serve(configFile, socket);
+      await stopChild(server.child);
+      server = await serveIcetray(configFile, socket);
       times.push(server.ms);
       cri = connectCri(socket);
     }
@@ -111,7 +85,7 @@ export async function benchRestart(pods: number, rounds = 5): Promise<void> {
     for (const pod of (await cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }))).items)
       await cri.runtime.removePodSandbox({ podSandboxId: pod.id }).catch(() => undefined);
     cri.close();
-    await kill(server.child);
+    await stopChild(server.child);
     await run('ip', ['link', 'del', BRIDGE]).catch(() => undefined);
     await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward);
     await rm(dir, { recursive: true, force: true });
