@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
-import { ContainerState, PodSandboxState } from '../generated/api.js';
 import { explainContainer, type ContainerExplanation } from '../explain/container.js';
-import { explainPod, type PodExplanation, type PodRecord } from '../explain/pod.js';
+import { explainPod, type PodExplanation } from '../explain/pod.js';
+import { containerRecord, podRecord } from '../explain/records.js';
 import { CONFIG_HELP, CONFIG_OPTIONS, loadFromOptions, type Values } from './config-options.js';
 import { connectCri, type CriClient } from './cri-client.js';
 
@@ -75,39 +75,7 @@ function printContainer(c: ContainerExplanation): string {
 }
 
 async function explainContainerById(cri: CriClient, id: string, json: boolean): Promise<number> {
-  const status = await cri.runtime.containerStatus({ containerId: id, verbose: true });
-  const info = JSON.parse(status.info['info'] ?? '{}') as { pid: number | null; monitorPid: number | null; sandboxId: string };
-  const pod = await cri.runtime.podSandboxStatus({ podSandboxId: info.sandboxId, verbose: true });
-  const podInfo = JSON.parse(pod.info['info'] ?? '{}') as {
-    pid: number | null;
-    namespaces: Record<string, { inode: number | null }>;
-  };
-  const name = status.status?.metadata?.name ?? '';
-  const siblings = (await cri.runtime.listContainers({ filter: { podSandboxId: info.sandboxId } })).containers.filter(
-    (c) => c.metadata?.name === name && c.id !== status.status?.id,
-  );
-  const previous = await Promise.all(
-    siblings.map(async (c) => {
-      const s = (await cri.runtime.containerStatus({ containerId: c.id })).status;
-      return {
-        id: c.id,
-        attempt: c.metadata?.attempt ?? 0,
-        state: ContainerState[c.state],
-        exitCode: s?.exitCode ?? 0,
-        reason: s?.reason ?? '',
-      };
-    }),
-  );
-  const explanation = await explainContainer({
-    id: status.status?.id ?? id,
-    name,
-    attempt: status.status?.metadata?.attempt ?? 0,
-    state: ContainerState[status.status?.state ?? ContainerState.CONTAINER_UNKNOWN],
-    pid: info.pid,
-    monitorPid: info.monitorPid,
-    pod: { id: info.sandboxId, pausePid: podInfo.pid, ip: pod.status?.network?.ip ?? '', namespaces: {} },
-    previous: previous.sort((a, b) => a.attempt - b.attempt),
-  });
+  const explanation = await explainContainer(await containerRecord(cri, id));
   process.stdout.write(json ? `${JSON.stringify(explanation, null, 2)}\n` : printContainer(explanation));
   return explanation.disagreements.length === 0 ? 0 : 1;
 }
@@ -126,16 +94,7 @@ export async function explain(values: Values, positionals: string[]): Promise<nu
     }
   }
   try {
-    const response = await cri.runtime.podSandboxStatus({ podSandboxId: id, verbose: true });
-    const status = response.status;
-    const record: PodRecord = {
-      id: status?.id ?? id,
-      name: status?.metadata?.name ?? '',
-      state: status?.state === PodSandboxState.SANDBOX_READY ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
-      ip: status?.network?.ip ?? '',
-      info: JSON.parse(response.info['info'] ?? '{}') as PodRecord['info'],
-    };
-    const explanation = await explainPod(record);
+    const explanation = await explainPod(await podRecord(cri, id));
     process.stdout.write(values['output'] === 'json' ? `${JSON.stringify(explanation, null, 2)}\n` : print(explanation));
     return explanation.disagreements.length === 0 ? 0 : 1;
   } finally {
