@@ -5,9 +5,9 @@ import { configShow, CONFIG_SHOW_HELP, CONFIG_SHOW_OPTIONS } from './config-show
 import { demo, DEMO_HELP, DEMO_OPTIONS } from './demo.js';
 import { doctor, DOCTOR_HELP, DOCTOR_OPTIONS } from './doctor.js';
 import { explain, EXPLAIN_HELP, EXPLAIN_OPTIONS } from './explain.js';
-import { pull, PULL_HELP, PULL_OPTIONS } from './pull.js';
 import { install, INSTALL_HELP, INSTALL_OPTIONS, uninstall, UNINSTALL_HELP, UNINSTALL_OPTIONS } from './install.js';
 import { serve, SERVE_HELP, SERVE_OPTIONS } from './serve.js';
+import { ui, UI_HELP, UI_OPTIONS } from './ui.js';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -22,7 +22,7 @@ Commands:
   doctor        check that this node can run pods, with the fix for each problem
   explain       show what holds a pod, or where a container sits in it, from the live system
   demo          show what the pause container does, step by step, with evidence
-  pull          pull an image through the running icetray, with progress
+  ui            serve a live web page of the node's pods, namespaces and events (loopback)
   install       link icetray and crictl into /usr/local/bin and point crictl at icetray
   uninstall     remove what install made, and nothing else
 
@@ -44,7 +44,7 @@ const COMMANDS: Record<string, Command> = {
   doctor: { help: DOCTOR_HELP, options: DOCTOR_OPTIONS, run: doctor },
   explain: { help: EXPLAIN_HELP, options: EXPLAIN_OPTIONS, run: explain, positionals: true },
   demo: { help: DEMO_HELP, options: DEMO_OPTIONS, run: demo },
-  pull: { help: PULL_HELP, options: PULL_OPTIONS, run: pull, positionals: true },
+  ui: { help: UI_HELP, options: UI_OPTIONS, run: ui },
   install: { help: INSTALL_HELP, options: INSTALL_OPTIONS, run: install },
   uninstall: { help: UNINSTALL_HELP, options: UNINSTALL_OPTIONS, run: uninstall },
 };
