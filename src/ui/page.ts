@@ -56,6 +56,8 @@ main { display: grid; grid-template-columns: 1fr 22rem; gap: 1rem; padding: 1rem
 .pill.notready { background: #f6dada; border-color: var(--exit); }
 .facts { margin: .3rem 0; color: var(--muted); font-size: .85rem; }
 .facts b { color: var(--ink); font-weight: 600; }
+.labels { display: flex; gap: .35rem; flex-wrap: wrap; }
+.label { font: 11px ui-monospace, monospace; color: var(--muted); word-break: break-all; }
 .nss { display: flex; gap: .35rem; flex-wrap: wrap; margin: .3rem 0 .6rem; }
 .ns { font: 12px ui-monospace, monospace; background: #fff; border: 1px dashed var(--tray); border-radius: 6px; padding: .1rem .4rem; }
 .cubes { display: flex; gap: 1.1rem; flex-wrap: wrap; padding-top: 10px; }
@@ -145,8 +147,8 @@ export const PAGE_JS = String.raw`'use strict';
         cube.append(meter);
       }
     }
-    cube.append(el('div', 'line', 'cpu ' + (c.usage.cpuNanoCores === null ? '?' : (Number(c.usage.cpuNanoCores) / 1e6).toFixed(1) + ' m') +
-      ' · quota ' + c.cgroup.cpuQuota));
+    cube.append(el('div', 'line', 'cpu ' + (c.usage.cpuNanoCores === null ? '?' : (Number(c.usage.cpuNanoCores) / 1e6).toFixed(1) + ' mCPU') +
+      ' · ' + (/^(-1|max)\b/.test(c.cgroup.cpuQuota) ? 'no cpu quota' : 'quota ' + c.cgroup.cpuQuota)));
     return cube;
   }
 
@@ -160,6 +162,7 @@ export const PAGE_JS = String.raw`'use strict';
         el('span', 'pill ' + (ready ? 'ready' : 'notready'), ready ? 'ready' : 'not ready'),
         el('span', 'pill', short(pod.id))),
       el('div', 'facts', 'IP ', el('b', null, pod.ip || '(none)'), ' · host ports ', el('b', null, ports.join(', ') || 'none')),
+      el('div', 'labels', ...Object.keys(pod.labels).map(function (k) { return el('span', 'label', k + '=' + pod.labels[k]); })),
       el('div', 'nss', ...pod.namespaces.map(function (ns) { return el('span', 'ns', ns.kind + ' ' + (ns.inode === null ? '?' : ns.inode)); })),
       el('div', 'cubes', pauseCube(pod), ...pod.containers.map(containerCube)));
     article.dataset.pod = pod.id;
