@@ -16,7 +16,7 @@ describe.skipIf(skip !== undefined)(
     it.each([
       ['containerd', ['--config', join(examples, 'containerd', 'config.toml')], '/run/containerd/containerd.sock'],
       ['crio', ['--config', join(examples, 'crio', 'crio.conf')], '/var/run/crio/crio.sock'],
-      ['cri-dockerd', ['--pod-infra-container-image', 'registry.k8s.io/pause:3.9'], '/run/cri-dockerd.sock'],
+      ['cri-dockerd', ['--pod-infra-container-image', 'registry.k8s.io/pause:3.10'], '/run/cri-dockerd.sock'],
     ])(
       '--flavor %s takes its socket, pause image and cgroup driver from its own settings',
       async (flavor, args, defaultSocket) => {
@@ -26,7 +26,7 @@ describe.skipIf(skip !== undefined)(
           origins: Record<string, string>;
         };
         expect(config.values.socket).toBe(defaultSocket);
-        expect(config.values.pauseImage).toBe('registry.k8s.io/pause:3.9');
+        expect(config.values.pauseImage).toBe('registry.k8s.io/pause:3.10');
 
         // Served on a socket and folders of the test's own, so nothing of this host is disturbed.
         const before = ipForward();
@@ -48,7 +48,7 @@ describe.skipIf(skip !== undefined)(
             cgroupDriver: string;
             config: { origins: Record<string, string> };
           };
-          expect(parsed.pauseImage).toBe('registry.k8s.io/pause:3.9');
+          expect(parsed.pauseImage).toBe('registry.k8s.io/pause:3.10');
           expect(parsed.cgroupDriver).toBe('cgroupfs');
           if (flavor === 'containerd') {
             expect(parsed.config.origins['cgroupDriver']).toContain('SystemdCgroup');
