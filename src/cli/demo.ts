@@ -1,11 +1,23 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, messageOf } from '../errors.js';
-import { CgroupDriver, ContainerConfig, ContainerState, NamespaceMode, PodSandboxConfig } from '../generated/api.js';
+import {
+  CgroupDriver,
+  ContainerConfig,
+  ContainerState,
+  NamespaceMode,
+  PodSandboxConfig,
+  PodSandboxState,
+} from '../generated/api.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../images/store.js';
+import { KUBELET, StandaloneKubelet, waitFor } from '../kubelet/standalone.js';
 import { CONFIG_HELP, CONFIG_OPTIONS, loadFromOptions, type Values } from './config-options.js';
 import { connectCri, type CriClient } from './cri-client.js';
 
-export const DEMO_HELP = `Usage: icetray demo [--only STEP] [options]
+export const DEMO_HELP = `Usage: icetray demo [--only STEP | --kubelet] [options]
 
 Show, through icetray's own CRI API (calling it as a kubelet would), what the pause container
 does: a pod with two containers, and the evidence that
@@ -18,15 +30,22 @@ does: a pod with two containers, and the evidence that
 Each step ends PASS or FAIL; everything it made is removed; exit 1 on any FAIL.
 The containers run ${BUILTIN_BUSYBOX_IMAGE}, made on this node from busybox-static.
 
+With --kubelet, the restart is done by a real kubelet instead (built by
+conformance/install-kubernetes.sh kubelet): a standalone kubelet, in a mount namespace and a
+cgroup root of its own, runs a static pod on icetray whose "crasher" container keeps exiting;
+the kubelet restarts it, with CrashLoopBackOff, while pause, the sandbox and the IP stay.
+
 Options:
 ${CONFIG_HELP}  --only STEP         run one step
+  --kubelet           run the kubelet step (about a minute)
   -h, --help          show this help
 `;
 
-export const DEMO_OPTIONS = { ...CONFIG_OPTIONS, only: { type: 'string' } } as const;
+export const DEMO_OPTIONS = { ...CONFIG_OPTIONS, only: { type: 'string' }, kubelet: { type: 'boolean' } } as const;
 
 const STEPS = ['network', 'ipc', 'pid', 'restart', 'pause-image', 'cgroup-driver'] as const;
-type Step = (typeof STEPS)[number];
+/** The steps, and the kubelet one, which runs only when asked (--kubelet): it needs a built kubelet. */
+type Step = (typeof STEPS)[number] | 'kubelet';
 
 /** What one step found: lines of evidence and whether it holds. */
 interface Finding {
@@ -181,6 +200,93 @@ async function restart(stage: Stage, cri: CriClient): Promise<Finding> {
   };
 }
 
+/** The restart again, done by a real kubelet: the CrashLoopBackOff a cluster user sees, in one sandbox. */
+async function kubeletRestart(cri: CriClient, socket: string): Promise<Finding> {
+  if (!existsSync(KUBELET))
+    return { evidence: [`no kubelet at ${KUBELET}: build it with conformance/install-kubernetes.sh kubelet`], pass: false };
+  const dir = await mkdtemp(join(tmpdir(), 'icetray-demo-kubelet-'));
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const kubelet = await StandaloneKubelet.start({
+    dir,
+    socket,
+    nodeName: `icetray-demo-${suffix}`,
+    cgroupRoot: `/icetray-demo-${suffix}`,
+    port: 10_350,
+  });
+  const evidence: string[] = [];
+  let sandboxId = '';
+  try {
+    await kubelet.addPod({
+      metadata: { name: 'tray', namespace: 'icetray-demo' },
+      spec: {
+        containers: [
+          { name: 'web', image: BUILTIN_BUSYBOX_IMAGE, command: ['sh', '-c', 'mkdir -p /www && exec httpd -f -p 8080 -h /www'] },
+          { name: 'crasher', image: BUILTIN_BUSYBOX_IMAGE, command: ['sh', '-c', 'sleep 2; exit 1'] },
+        ],
+      },
+    });
+    const started = Date.now();
+    const first = await waitFor('the kubelet to run the pod', async () => {
+      const pod = await kubelet.pod('tray');
+      return pod?.status.podIP !== undefined ? pod : undefined;
+    });
+    const sandboxes = async () =>
+      (await cri.runtime.listPodSandbox({ filter: { labelSelector: { 'io.kubernetes.pod.uid': first.metadata.uid } } })).items;
+    sandboxId = (await waitFor('its sandbox', async () => (await sandboxes())[0])).id;
+    const pause = async (): Promise<{ ip: string; pid: number }> => {
+      const response = await cri.runtime.podSandboxStatus({ podSandboxId: sandboxId, verbose: true });
+      return { ip: response.status?.network?.ip ?? '', pid: (JSON.parse(response.info['info'] ?? '{}') as { pid: number }).pid };
+    };
+    const before = await pause();
+    evidence.push(`kubelet runs pod "tray": sandbox ${sandboxId.slice(0, 13)}, pause pid ${before.pid}, IP ${before.ip}`);
+    let seen = 0;
+    let backOff = '';
+    await waitFor(
+      'two restarts by the kubelet',
+      async () => {
+        const pod = await kubelet.pod('tray');
+        const crasher = pod?.status.containerStatuses?.find((c) => c.name === 'crasher');
+        if (crasher === undefined) return undefined;
+        if (crasher.state.waiting?.reason === 'CrashLoopBackOff') backOff = 'CrashLoopBackOff';
+        if (crasher.restartCount > seen) {
+          seen = crasher.restartCount;
+          const now = await pause();
+          evidence.push(
+            `+${((Date.now() - started) / 1000).toFixed(0)} s: the kubelet restarted "crasher" (restart ${seen}); pause pid ${now.pid}, IP ${now.ip}`,
+          );
+        }
+        return seen >= 2 ? true : undefined;
+      },
+      120_000,
+    );
+    const after = await pause();
+    const web = (await kubelet.pod('tray'))?.status.containerStatuses?.find((c) => c.name === 'web');
+    const count = (await sandboxes()).length;
+    evidence.push(
+      `the kubelet's status said ${backOff || 'no back-off'} between restarts; "web" restarts: ${String(web?.restartCount)}`,
+    );
+    evidence.push(`sandboxes of the pod: ${count} (the same one, same pause pid and IP)`);
+    return {
+      evidence,
+      pass: backOff !== '' && count === 1 && after.pid === before.pid && after.ip === before.ip && web?.restartCount === 0,
+    };
+  } finally {
+    await kubelet.removeAllPods();
+    // The kubelet stops the pod at once and removes its sandbox only at its next GC: the demo
+    // removes it through the CRI, as for its other pods.
+    await waitFor('the kubelet to stop the pod', async () =>
+      sandboxId === '' ||
+      (await cri.runtime.podSandboxStatus({ podSandboxId: sandboxId })).status?.state === PodSandboxState.SANDBOX_NOTREADY
+        ? true
+        : undefined,
+    ).catch(() => undefined);
+    await kubelet.stop();
+    if (sandboxId !== '') await cri.runtime.removePodSandbox({ podSandboxId: sandboxId }).catch(() => undefined);
+    await kubelet.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function pauseImage(cri: CriClient): Promise<Finding> {
   const status = await cri.runtime.status({ verbose: true });
   const configured = JSON.parse(status.info['pauseImage'] ?? '""') as string;
@@ -213,7 +319,9 @@ export async function demo(values: Values): Promise<number> {
   if (typeof only === 'string' && !(STEPS as readonly string[]).includes(only)) {
     throw new InvalidArgumentError(`--only must be one of ${STEPS.join(', ')}`);
   }
-  const steps: Step[] = typeof only === 'string' ? [only as Step] : [...STEPS];
+  if (typeof only === 'string' && values['kubelet'] === true)
+    throw new InvalidArgumentError('--only and --kubelet exclude each other');
+  const steps: Step[] = values['kubelet'] === true ? ['kubelet'] : typeof only === 'string' ? [only as Step] : [...STEPS];
   const { config } = loadFromOptions(values);
   const cri = connectCri(config.socket, 30_000);
   const stage = new Stage(cri);
@@ -228,6 +336,7 @@ export async function demo(values: Values): Promise<number> {
       restart: () => restart(stage, cri),
       'pause-image': () => pauseImage(cri),
       'cgroup-driver': () => cgroupDriver(cri),
+      kubelet: () => kubeletRestart(cri, config.socket),
     };
     for (const [i, step] of steps.entries()) {
       let finding: Finding;
