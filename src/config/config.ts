@@ -52,14 +52,6 @@ export interface Config {
    * node e2e suite's `test-handler` — not a different isolation.
    */
   runtimeHandlers: string[];
-  /**
-   * A pull that receives no bytes for this long, while a request to the registry is open, is
-   * cancelled (a Go duration; "0" never): containerd's `image_pull_progress_timeout`, CRI-O's
-   * `pull_progress_timeout`.
-   */
-  imagePullProgressTimeout: string;
-  /** Layers of one image downloaded at the same time (containerd's `max_concurrent_downloads`). */
-  maxConcurrentDownloads: number;
 }
 
 /** Where a value in force came from, for `Status` verbose info and `icetray config show`. */
@@ -103,9 +95,6 @@ export const DEFAULTS: Config = {
   streamIdleTimeout: '4h0m0s',
   // The kubelet sends "" for a pod without a RuntimeClass.
   runtimeHandlers: [''],
-  // containerd's defaults (CRI-O's timeout defaults to off).
-  imagePullProgressTimeout: '5m0s',
-  maxConcurrentDownloads: 3,
 };
 
 /**
@@ -137,8 +126,6 @@ const KEYS: Record<keyof Config, string> = {
   streamServerPort: 'stream_server_port',
   streamIdleTimeout: 'stream_idle_timeout',
   runtimeHandlers: 'runtime_handlers',
-  imagePullProgressTimeout: 'image_pull_progress_timeout',
-  maxConcurrentDownloads: 'max_concurrent_downloads',
 };
 
 export function tomlKey(field: keyof Config): string {
@@ -229,13 +216,6 @@ const runtimeHandlers: Check = (key, value) => {
   return ['', ...[...names].filter((name) => name !== '')];
 };
 
-/** At least one; more than 64 parallel downloads of one image only opens sockets. */
-const downloads: Check = (key, value) => {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 64)
-    throw invalid(key, 'a whole number from 1 to 64', value);
-  return value;
-};
-
 const absolutePaths: Check = (key, value) => {
   if (!Array.isArray(value) || value.length === 0) throw invalid(key, 'a non-empty list of absolute paths', value);
   return value.map((item) => absolutePath(key, item));
@@ -258,8 +238,6 @@ const CHECKS: Record<keyof Config, Check> = {
   streamServerPort: port,
   streamIdleTimeout: duration,
   runtimeHandlers,
-  imagePullProgressTimeout: duration,
-  maxConcurrentDownloads: downloads,
 };
 
 const FIELDS = Object.keys(KEYS) as (keyof Config)[];

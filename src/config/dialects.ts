@@ -69,10 +69,6 @@ const CONTAINERD: Record<string, Mapping> = {
   [`${CONTAINERD_V3_RUNTIME}.cni.bin_dirs`]: { field: 'cniBinDirs', convert: list },
   [`${CONTAINERD_V3_RUNTIME}.cni.conf_dir`]: { field: 'cniConfDir', convert: same },
   [`${CONTAINERD_V3_IMAGES}.registry.config_path`]: { field: 'registry', convert: hostsFolder },
-  [`${CONTAINERD_V2}.image_pull_progress_timeout`]: { field: 'imagePullProgressTimeout', convert: same },
-  [`${CONTAINERD_V3_IMAGES}.image_pull_progress_timeout`]: { field: 'imagePullProgressTimeout', convert: same },
-  [`${CONTAINERD_V2}.max_concurrent_downloads`]: { field: 'maxConcurrentDownloads', convert: same },
-  [`${CONTAINERD_V3_IMAGES}.max_concurrent_downloads`]: { field: 'maxConcurrentDownloads', convert: same },
 };
 
 const SYSTEMD_CGROUP: Mapping = { field: 'cgroupDriver', convert: systemdCgroup };
@@ -128,8 +124,6 @@ const CRIO: Record<string, Mapping> = {
   'crio.api.stream_address': { field: 'streamServerAddress', convert: same },
   'crio.api.stream_port': { field: 'streamServerPort', convert: portNumber },
   'crio.api.stream_idle_timeout': { field: 'streamIdleTimeout', convert: idleTimeout },
-  // CRI-O's empty or "0s" value turns the timeout off, as "0" does here.
-  'crio.image.pull_progress_timeout': { field: 'imagePullProgressTimeout', convert: idleTimeout },
 };
 
 export interface DialectSettings {
