@@ -99,6 +99,14 @@ describe.skipIf(!isRoot)('StopContainer sends the stop signal (KEP-4960; needs r
     expect(await log(name)).toMatch(new RegExp(` stdout F got ${trap}$`, 'm'));
   });
 
+  it('stops a container whose stop_signal is SIGSTOP: it is frozen, then killed after the timeout (the monitor stays free to record it)', async () => {
+    const containerId = await trapping('frozen', BUILTIN_BUSYBOX_IMAGE, 'TERM', Signal.SIGNAL_SIGSTOP);
+    await t.cri.runtime.stopContainer({ containerId, timeout: 1n });
+    const status = (await t.cri.runtime.containerStatus({ containerId })).status;
+    expect(status?.state).toBe(ContainerState.CONTAINER_EXITED);
+    expect(status?.exitCode).toBe(137);
+  });
+
   it('refuses an unknown stop_signal at CreateContainer (INVALID_ARGUMENT), leaving no container behind', async () => {
     const config = podConfig();
     const { podSandboxId } = await t.cri.runtime.runPodSandbox({ config });

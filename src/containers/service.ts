@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/config.js';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
@@ -436,7 +437,9 @@ export class ContainerService {
       const process = container.process;
       if (container.state !== 'running' || process === undefined) return;
       const signal = signalNumber(container.stopSignal);
-      signalProcess(process.pid, signal);
+      // The monitor forwards what it catches; SIGSTOP cannot be caught and would stop the monitor
+      // itself (which then never reaps the container): it goes to the container's process.
+      signalProcess(signal === constants.signals.SIGSTOP ? process.namespacePid : process.pid, signal);
       const exited = live?.exited ?? processGone(process.pid, process.startTime);
       const timedOut = await Promise.race([exited.then(() => false), sleepSeconds(timeoutSeconds).then(() => true)]);
       if (timedOut) {
