@@ -42,9 +42,10 @@ export interface ServeProcess {
 
 /**
  * Starts `icetray serve` and waits until it says it is serving. `detached` gives it a process
- * group of its own, as a shell gives a command, so a test can signal that group (a Ctrl-C).
+ * group of its own, as a shell gives a command, so a test can signal that group (a Ctrl-C);
+ * `wrap` is a command that execs it (see spawnServe).
  */
-export async function startServeProcess(extraToml = '', { detached = false } = {}): Promise<ServeProcess> {
+export async function startServeProcess(extraToml = '', { detached = false, wrap = [] as string[] } = {}): Promise<ServeProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'icetray-cli-'));
   const socket = join(dir, 'run', 'icetray.sock');
   const configFile = join(dir, 'config.toml');
@@ -60,7 +61,7 @@ export async function startServeProcess(extraToml = '', { detached = false } = {
       extraToml,
     ].join('\n'),
   );
-  return spawnServe(['--config', configFile], dir, socket, configFile, { detached });
+  return spawnServe(['--config', configFile], dir, socket, configFile, { detached, wrap });
 }
 
 /**

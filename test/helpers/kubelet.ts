@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PodSandboxState } from '../../src/generated/api.js';
@@ -13,7 +13,7 @@ import {
   type PodStatus,
   type StaticPod,
 } from '../../src/kubelet/standalone.js';
-import { spawnServe, type ServeProcess } from './cli.js';
+import { spawnServe, startServeProcess, type ServeProcess } from './cli.js';
 import { connectCri, type CriClient } from './cri.js';
 import { ipForward, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './pods.js';
 
@@ -79,29 +79,18 @@ export async function startKubeletNode(): Promise<KubeletNode> {
   );
   const enter = ['nsenter', `--target=${String(holder.pid)}`, '--mount', '--'];
 
-  const socket = join(dir, 'run', 'icetray.sock');
-  const configFile = join(dir, 'icetray.toml');
-  await writeFile(
-    configFile,
-    [
-      `socket = "${socket}"`,
-      `root_dir = "${join(dir, 'root')}"`,
-      `state_dir = "${join(dir, 'run')}"`,
-      `cni_conf_dir = "${join(dir, 'net.d')}"`,
-      'enable_ip_forward = false',
-    ].join('\n'),
-  );
-  const net = writeTestNetwork(join(dir, 'net.d'), dir);
-  const icetray = await spawnServe(['--config', configFile], dir, socket, configFile, { wrap: enter });
+  const icetray = await startServeProcess('', { wrap: enter });
+  const net = writeTestNetwork(join(icetray.dir, 'net.d'), icetray.dir);
   const cleanUp = async (): Promise<void> => {
     holder.kill('SIGKILL');
     await sh('ip', ['link', 'del', net.bridge]);
     restoreIpForward(ipForwardBefore);
+    await rm(icetray.dir, { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
   };
   let kubelet: StandaloneKubelet;
   try {
-    kubelet = await StandaloneKubelet.start({ dir, socket, nodeName, cgroupRoot, port: (nextPort += 4), enter });
+    kubelet = await StandaloneKubelet.start({ dir, socket: icetray.socket, nodeName, cgroupRoot, port: (nextPort += 4), enter });
   } catch (err) {
     await icetray.kill('SIGTERM');
     await cleanUp();
@@ -114,7 +103,7 @@ export async function startKubeletNode(): Promise<KubeletNode> {
     cgroupRoot,
     podLogsDir: join(dir, 'pod-logs'),
     icetray,
-    cri: connectCri(socket),
+    cri: connectCri(icetray.socket),
     net,
     kubelet,
     get: (path) => kubelet.api('GET', path),
@@ -129,8 +118,10 @@ export async function startKubeletNode(): Promise<KubeletNode> {
     async crashIcetray() {
       node.cri.close();
       await node.icetray.kill('SIGKILL');
-      node.icetray = await spawnServe(['--config', configFile], dir, socket, configFile, { wrap: enter });
-      node.cri = connectCri(socket);
+      node.icetray = await spawnServe(['--config', icetray.configFile], icetray.dir, icetray.socket, icetray.configFile, {
+        wrap: enter,
+      });
+      node.cri = connectCri(icetray.socket);
     },
     cgroupFile(controller, relative) {
       return join('/sys/fs/cgroup', controller, cgroupRoot, relative);
