@@ -9,7 +9,7 @@ import { sha256 } from '../src/images/oci.js';
 import { buildBusyboxImage } from '../src/images/pause-image.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
 import { codeOf } from './helpers/hostile.js';
-import { podConfig } from './helpers/pods.js';
+import { isAlive, podConfig } from './helpers/pods.js';
 import { startFakeRegistry, type FakeRegistry, type TestImage } from './helpers/registry.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { isRoot } from './helpers/tools.js';
@@ -105,6 +105,19 @@ describe.skipIf(!isRoot)('StopContainer sends the stop signal (KEP-4960; needs r
     const status = (await t.cri.runtime.containerStatus({ containerId })).status;
     expect(status?.state).toBe(ContainerState.CONTAINER_EXITED);
     expect(status?.exitCode).toBe(137);
+  });
+
+  it('stops a container whose stop_signal is SIGKILL at once, and its process is gone (the monitor is not what is killed)', async () => {
+    const containerId = await trapping('killed', BUILTIN_BUSYBOX_IMAGE, 'TERM', Signal.SIGNAL_SIGKILL);
+    const info = (await t.cri.runtime.containerStatus({ containerId, verbose: true })).info['info'] ?? '{}';
+    const { pid } = JSON.parse(info) as { pid: number };
+    const started = Date.now();
+    await t.cri.runtime.stopContainer({ containerId, timeout: 20n });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const status = (await t.cri.runtime.containerStatus({ containerId })).status;
+    expect(status?.state).toBe(ContainerState.CONTAINER_EXITED);
+    expect(status?.exitCode).toBe(137);
+    expect(isAlive(pid)).toBe(false);
   });
 
   it('refuses an unknown stop_signal at CreateContainer (INVALID_ARGUMENT), leaving no container behind', async () => {

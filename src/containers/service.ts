@@ -437,9 +437,11 @@ export class ContainerService {
       const process = container.process;
       if (container.state !== 'running' || process === undefined) return;
       const signal = signalNumber(container.stopSignal);
-      // The monitor forwards what it catches; SIGSTOP cannot be caught and would stop the monitor
-      // itself (which then never reaps the container): it goes to the container's process.
-      signalProcess(signal === constants.signals.SIGSTOP ? process.namespacePid : process.pid, signal);
+      // The monitor forwards what it catches. SIGKILL and SIGSTOP cannot be caught: sent to the
+      // monitor they would kill it (leaving the container running, unwatched) or freeze it (never
+      // reaping the container). They go to the container's process, as the timeout's SIGKILL does.
+      const uncatchable = signal === constants.signals.SIGKILL || signal === constants.signals.SIGSTOP;
+      signalProcess(uncatchable ? process.namespacePid : process.pid, signal);
       const exited = live?.exited ?? processGone(process.pid, process.startTime);
       const timedOut = await Promise.race([exited.then(() => false), sleepSeconds(timeoutSeconds).then(() => true)]);
       if (timedOut) {
