@@ -9,7 +9,7 @@ import { sha256 } from '../src/images/oci.js';
 import { buildBusyboxImage } from '../src/images/pause-image.js';
 import { BUILTIN_BUSYBOX_IMAGE } from '../src/images/store.js';
 import { codeOf } from './helpers/hostile.js';
-import { isAlive, podConfig } from './helpers/pods.js';
+import { ipForward, isAlive, podConfig, restoreIpForward, sh, writeTestNetwork, type TestNetwork } from './helpers/pods.js';
 import { startFakeRegistry, type FakeRegistry, type TestImage } from './helpers/registry.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { isRoot } from './helpers/tools.js';
@@ -42,10 +42,15 @@ describe.skipIf(!isRoot)('StopContainer sends the stop signal (KEP-4960; needs r
   let t: TestServer;
   let registry: FakeRegistry;
   let stopSignalImage: string;
+  let net: TestNetwork;
+  let ipForwardBefore: string;
   const logDirectory = (): string => join(t.dir, 'logs');
 
   beforeAll(async () => {
+    ipForwardBefore = ipForward();
     t = await startTestServer();
+    // A network of the test's own, removed after: never the default bridge and range.
+    net = writeTestNetwork(t.runtime.loaded.config.cniConfDir, t.dir);
     registry = await startFakeRegistry();
     registry.add('stop-signal', 'usr2', await busyboxStoppedBy('SIGUSR2'));
     stopSignalImage = `${registry.host}/stop-signal:usr2`;
@@ -56,6 +61,8 @@ describe.skipIf(!isRoot)('StopContainer sends the stop signal (KEP-4960; needs r
     for (const p of (await t.cri.runtime.listPodSandbox({})).items) await t.cri.runtime.removePodSandbox({ podSandboxId: p.id });
     await t.close();
     await registry.stop();
+    await sh('ip', ['link', 'del', net.bridge]);
+    restoreIpForward(ipForwardBefore);
   });
 
   /** A container whose shell logs the signal it traps and exits 0; any other signal ends it with 128+n. */

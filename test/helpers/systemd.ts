@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../../src/paths.js';
 import { CgroupTree } from '../../src/cgroups/cgroup-files.js';
 import { run } from '../../src/os/exec.js';
 import { isRoot } from './tools.js';
@@ -59,12 +60,20 @@ function innerScript(v1Controllers: string[]): string {
   const writeUnits = Object.entries(units())
     .map(([name, text]) => `printf '%s' '${text}' > ${dir}/${name}`)
     .join('\n');
+  // The fresh /tmp, /var/tmp and /run would hide a checkout below them (a CI clone in /tmp), and
+  // tests run icetray inside: it is opened first and bound back over its own path afterwards
+  // (--no-canonicalize, so mount binds what fd 9 holds, not the new empty folder of that name).
+  const hidden = ['/tmp', '/var/tmp', '/run'].some((d) => PACKAGE_ROOT.startsWith(`${d}/`));
   return [
     'set -e',
     'mount --make-rprivate /',
+    ...(hidden ? [`exec 9< '${PACKAGE_ROOT}'`] : []),
     'mount -t tmpfs -o mode=1777 tmpfs /tmp',
     'mount -t tmpfs -o mode=1777 tmpfs /var/tmp',
     'mount -t tmpfs -o mode=755 tmpfs /run',
+    ...(hidden
+      ? [`mkdir -p '${PACKAGE_ROOT}'`, `mount --no-canonicalize --bind /proc/self/fd/9 '${PACKAGE_ROOT}'`, 'exec 9<&-']
+      : []),
     'umount -R /sys',
     'mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys',
     cgroups,
