@@ -10,6 +10,13 @@ import { InvalidArgumentError } from './errors.js';
 
 /** Linux's PATH_MAX: no path the kernel accepts is longer. */
 const PATH_MAX = 4096;
+/** Linux's NAME_MAX: no file name (one part of a path) is longer, in bytes (ENAMETOOLONG). */
+const NAME_MAX = 255;
+
+/** The part of a path a client sent that no filesystem can hold, if any. */
+function tooLongPart(path: string): string | undefined {
+  return path.split('/').find((part) => Buffer.byteLength(part) > NAME_MAX);
+}
 
 /** Values in error messages are cut, so that a megabyte of input does not make a megabyte of log. */
 export function quote(value: string, max = 80): string {
@@ -31,8 +38,9 @@ export function checkNoNul(value: string, what: string): string {
 }
 
 /**
- * An absolute path: starts with '/', no NUL, no "." or ".." parts, not longer than PATH_MAX. ".."
- * is refused rather than resolved: in a path from a client it is a mistake or an attack.
+ * An absolute path: starts with '/', no NUL, no "." or ".." parts, not longer than PATH_MAX, no
+ * part longer than NAME_MAX. ".." is refused rather than resolved: in a path from a client it is
+ * a mistake or an attack.
  */
 export function checkAbsolutePath(value: string, what: string): string {
   checkNoNul(value, what);
@@ -40,6 +48,9 @@ export function checkAbsolutePath(value: string, what: string): string {
     throw new InvalidArgumentError(`${what} ${quote(value)} must be an absolute path`);
   if (value.split('/').some((part) => part === '.' || part === '..'))
     throw new InvalidArgumentError(`${what} ${quote(value)} must not contain "." or ".." parts`);
+  const long = tooLongPart(value);
+  if (long !== undefined)
+    throw new InvalidArgumentError(`${what} has a part longer than ${String(NAME_MAX)} bytes: ${quote(long)}`);
   return value;
 }
 
@@ -53,6 +64,9 @@ export function pathInside(dir: string, relative: string, what: string): string 
     throw new InvalidArgumentError(`${what} ${quote(relative)} must be a path relative to ${quote(dir)}`);
   if (relative.split('/').some((part) => part === '.' || part === '..'))
     throw new InvalidArgumentError(`${what} ${quote(relative)} must stay inside ${quote(dir)}: no "." or ".." parts`);
+  const long = tooLongPart(relative);
+  if (long !== undefined)
+    throw new InvalidArgumentError(`${what} has a part longer than ${String(NAME_MAX)} bytes: ${quote(long)}`);
   return posix.join(dir, relative);
 }
 

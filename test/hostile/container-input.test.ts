@@ -25,6 +25,8 @@ const PAYLOADS: [string, DeepPartial<ContainerConfig>][] = [
   ['a log_path climbing out of log_directory', { logPath: `../../${TARGET}/x.log` }],
   ['an absolute log_path', { logPath: `/tmp/${TARGET}/x.log` }],
   ['a log_path with ".." in the middle', { logPath: `a/../../../${TARGET}/x.log` }],
+  ['a log_path with a part longer than NAME_MAX', { logPath: `${'l'.repeat(256)}/x.log` }],
+  ['a host_path with a part longer than NAME_MAX', { mounts: [{ hostPath: `/tmp/${'h'.repeat(300)}`, containerPath: '/data' }] }],
   // A relative host path would be taken relative to icetray's working directory.
   ['a relative host_path', { mounts: [{ hostPath: `${TARGET}/data`, containerPath: '/data' }] }],
   ['a host_path with ".."', { mounts: [{ hostPath: `/tmp/x/../${TARGET}`, containerPath: '/data' }] }],

@@ -42,6 +42,8 @@ const PAYLOADS: [string, DeepPartial<PodSandboxConfig>][] = [
   // log_directory is a host path: a relative one would depend on icetray's working directory.
   ['a relative log_directory', { logDirectory: 'logs/pod' }],
   ['a log_directory with ".."', { logDirectory: '/tmp/../etc' }],
+  // ENAMETOOLONG at the first mkdir otherwise (a fuzz finding: StartContainer answered INTERNAL).
+  ['a log_directory with a part longer than NAME_MAX', { logDirectory: `/tmp/${'a'.repeat(256)}` }],
   // Ports reach portmap and iptables.
   ['container port 0 with a host port', { portMappings: [{ containerPort: 0, hostPort: 18080 }] }],
   ['a host port above 65535', { portMappings: [{ containerPort: 80, hostPort: 70000 }] }],
